@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def trackwrap_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own TRACKWRAP_HOME and never touches the OS keyring."""
+    home = tmp_path / "trackwrap-home"
+    home.mkdir()
+    for name in list(os.environ):
+        if name.startswith("TRACKWRAP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TRACKWRAP_HOME", str(home))
+    monkeypatch.setenv("TRACKWRAP_KEY_BACKEND", "file")
+    yield home

@@ -1,0 +1,3 @@
+from trackwrap.cli import main
+
+raise SystemExit(main())

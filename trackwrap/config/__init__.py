@@ -1,0 +1,1 @@
+"""trackwrap.config."""
