@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
-def trackwrap_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def trackwrap_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own TRACKWRAP_HOME and never touches the OS keyring."""
     home = tmp_path / "trackwrap-home"
     home.mkdir()
@@ -22,4 +21,4 @@ def trackwrap_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             monkeypatch.delenv(name)
     monkeypatch.setenv("TRACKWRAP_HOME", str(home))
     monkeypatch.setenv("TRACKWRAP_KEY_BACKEND", "file")
-    yield home
+    return home
