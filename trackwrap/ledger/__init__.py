@@ -1,1 +1,18 @@
-"""trackwrap.ledger."""
+"""trackwrap.ledger: the local hash-chained, signed audit ledger (SQLite) and its verifier.
+
+The only home of ``sqlite3`` in trackwrap (besides the collector's storage).
+"""
+
+from trackwrap.ledger._store import Appended, Ledger, SessionSummary, StoredEvent
+from trackwrap.ledger._verify import SessionVerdict, VerifyIssue, VerifyReport, verify_ledger
+
+__all__ = [
+    "Appended",
+    "Ledger",
+    "SessionSummary",
+    "SessionVerdict",
+    "StoredEvent",
+    "VerifyIssue",
+    "VerifyReport",
+    "verify_ledger",
+]

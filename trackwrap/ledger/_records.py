@@ -1,0 +1,136 @@
+"""The ledger's record format: canonical bytes, record hashes, strict parsing, seal constants.
+
+A record is the RFC 8785 (JCS) canonical JSON of a dict holding only strings, booleans, null,
+integers within +/-(2**53 - 1), lists and dicts with string keys. No floats: then the canonical form
+is unambiguous and ``verify`` can demand byte equality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, cast
+
+import rfc8785
+
+from trackwrap.errors import LedgerError
+
+__all__ = [
+    "EVENT_HASH_DOMAIN",
+    "KIND_SEAL",
+    "KIND_START",
+    "RECORD_VERSION",
+    "RESERVED_FIELDS",
+    "SEAL_PAYLOAD_TYPE",
+    "SEAL_TYPE",
+    "canonical",
+    "check_values",
+    "jcs",
+    "parse_strict",
+    "record_hash",
+]
+
+RECORD_VERSION = 1
+EVENT_HASH_DOMAIN = b"trackwrap.event.v1\x00"
+KIND_START = "session.start"
+KIND_SEAL = "segment.seal"
+SEAL_TYPE = "trackwrap/seal/v1"
+SEAL_PAYLOAD_TYPE = "application/vnd.trackwrap.seal.v1+json"
+RESERVED_FIELDS = frozenset({"v", "session", "seq", "prev", "ts_ms"})
+MAX_SAFE_INT = 2**53 - 1
+
+
+def _check(value: object, where: str) -> None:
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INT:
+            raise LedgerError(f"{where}: integer {value} is outside +/-(2**53 - 1)")
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check(item, f"{where}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise LedgerError(f"{where}: key {key!r} is not a string")
+            _check(item, f"{where}.{key}")
+        return
+    raise LedgerError(
+        f"{where}: a {type(value).__name__} cannot go into a ledger record "
+        "(only str, int, bool, None, list and dict)"
+    )
+
+
+def check_values(record: Mapping[str, object]) -> None:
+    """Raise :class:`LedgerError` unless every value is one a record may hold (cheap pre-check)."""
+    _check(dict(record), "record")
+
+
+def jcs(value: object) -> bytes:
+    """``rfc8785.dumps`` on an already checked value (raises its own errors)."""
+    return rfc8785.dumps(cast(Any, value))
+
+
+def canonical(record: Mapping[str, object]) -> bytes:
+    """The RFC 8785 bytes of ``record``.
+
+    Raises:
+        LedgerError: a value that is not str/int/bool/None/list/dict, an int beyond 2**53, a
+            non-string key or a string JCS cannot encode (lone surrogate).
+    """
+    as_dict = dict(record)
+    _check(as_dict, "record")
+    try:
+        return jcs(as_dict)
+    except rfc8785.CanonicalizationError as exc:
+        raise LedgerError(f"record cannot be canonicalized: {exc}") from exc
+    except UnicodeEncodeError as exc:
+        raise LedgerError(f"record holds a string that is not valid Unicode: {exc}") from exc
+
+
+def record_hash(raw: bytes) -> str:
+    """``"sha256:" + hex(sha256(b"trackwrap.event.v1\\x00" + raw))``: the next record's ``prev``."""
+    return "sha256:" + hashlib.sha256(EVENT_HASH_DOMAIN + raw).hexdigest()
+
+
+class RecordParseError(ValueError):
+    """A stored record that is not strict JSON (duplicate keys, floats, NaN, bad UTF-8)."""
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result: dict[str, object] = {}
+    for key, value in pairs:
+        if key in result:
+            raise RecordParseError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_float(text: str) -> object:
+    raise RecordParseError(f"non-integer number {text}")
+
+
+def _no_constant(text: str) -> object:
+    raise RecordParseError(f"non-JSON constant {text}")
+
+
+def parse_strict(raw: bytes) -> dict[str, object]:
+    """Parse a stored record; raise :class:`RecordParseError` unless it is a strict JSON object."""
+    try:
+        text = raw.decode("utf-8")
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_float=_no_float,
+            parse_constant=_no_constant,
+        )
+    except RecordParseError:
+        raise
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise RecordParseError(str(exc)) from exc
+    if not isinstance(value, dict):
+        raise RecordParseError(f"record is a JSON {type(value).__name__}, not an object")
+    return value

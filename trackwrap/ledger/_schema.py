@@ -1,0 +1,84 @@
+"""The ledger's on-disk schema and its migrations.
+
+Migrations are named, applied in order on open, each in the same ``BEGIN IMMEDIATE`` transaction
+as its ``migrations`` row and the ``user_version`` bump. ``user_version`` counts applied
+migrations; a database newer than this code is refused rather than guessed at.
+
+Only ``events`` (and the public keys in ``keys``) are evidence; ``sessions`` is derived state that
+appends read for speed and that ``verify`` never trusts.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from trackwrap.errors import LedgerError
+
+__all__ = ["MIGRATIONS", "migrate"]
+
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "0001_initial",
+        (
+            """
+            CREATE TABLE migrations (
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                applied_ms INTEGER NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE events (
+                session TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                body BLOB NOT NULL,
+                PRIMARY KEY (session, seq)
+            )
+            """,
+            """
+            CREATE TABLE sessions (
+                ord INTEGER PRIMARY KEY,
+                session TEXT NOT NULL UNIQUE,
+                first_ts_ms INTEGER NOT NULL,
+                last_ts_ms INTEGER NOT NULL,
+                tip_seq INTEGER NOT NULL,
+                tip_hash TEXT NOT NULL,
+                unsealed_from INTEGER NOT NULL,
+                unsealed_since_ms INTEGER,
+                next_segment INTEGER NOT NULL,
+                last_seal_seq INTEGER,
+                last_seal_hash TEXT,
+                closed INTEGER NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE keys (
+                key_id TEXT PRIMARY KEY,
+                public_raw BLOB NOT NULL,
+                first_seen_ms INTEGER NOT NULL
+            )
+            """,
+        ),
+    ),
+)
+
+
+def migrate(conn: sqlite3.Connection, *, now_ms: int) -> None:
+    """Bring the schema up to date; the caller holds a ``BEGIN IMMEDIATE`` transaction.
+
+    Raises:
+        LedgerError: the database was written by a newer trackwrap.
+        sqlite3.Error: left to the caller's seam to translate.
+    """
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > len(MIGRATIONS):
+        raise LedgerError(
+            f"the audit ledger has schema version {version}, newer than this trackwrap "
+            f"understands ({len(MIGRATIONS)}); upgrade trackwrap"
+        )
+    for name, statements in MIGRATIONS[version:]:
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO migrations (name, applied_ms) VALUES (?, ?)", (name, now_ms))
+    if version < len(MIGRATIONS):
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS):d}")

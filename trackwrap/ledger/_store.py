@@ -1,0 +1,631 @@
+"""The local audit ledger: one SQLite file per user, one hash chain per session.
+
+Every append is one ``BEGIN IMMEDIATE`` transaction, so any number of wrapper *processes* can
+append to the same session and the chain stays linear; the call returns only after ``COMMIT``
+(WAL, ``synchronous=FULL``). Every ``sqlite3`` error becomes a :class:`LedgerError` here, which
+the relay turns into a deny (fail closed).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import sqlite3
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trackwrap.errors import Error, LedgerError, LedgerIntegrityError
+from trackwrap.ledger._records import (
+    KIND_SEAL,
+    KIND_START,
+    RECORD_VERSION,
+    RESERVED_FIELDS,
+    SEAL_PAYLOAD_TYPE,
+    SEAL_TYPE,
+    canonical,
+    check_values,
+    record_hash,
+)
+from trackwrap.ledger._schema import migrate
+
+if TYPE_CHECKING:
+    from trackwrap.crypto import SigningKey
+
+__all__ = ["Appended", "Ledger", "SessionSummary", "StoredEvent"]
+
+BUSY_TIMEOUT_S = 10.0
+_NO_LIMIT = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """A committed record: its ``seq`` and its hash (what the next record's ``prev`` holds)."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One stored record, parsed (``body``) and as stored (``raw``)."""
+
+    session: str
+    seq: int
+    body: dict[str, object]
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """One session as the ledger's derived state sees it (not verified)."""
+
+    session: str
+    first_ts_ms: int
+    last_ts_ms: int
+    events: int
+    closed: bool
+    tip_seq: int
+
+
+@dataclass(slots=True)
+class _Tip:
+    """A session's row in ``sessions``: the derived state appends work from."""
+
+    ord: int | None
+    first_ts_ms: int
+    last_ts_ms: int
+    seq: int
+    hash: str
+    unsealed_from: int
+    unsealed_since_ms: int | None
+    next_segment: int
+    last_seal_seq: int | None
+    last_seal_hash: str | None
+    closed: bool
+
+    @property
+    def unsealed(self) -> int:
+        return self.seq - self.unsealed_from + 1
+
+
+_TIP_COLUMNS = (
+    "ord, first_ts_ms, last_ts_ms, tip_seq, tip_hash, unsealed_from, unsealed_since_ms, "
+    "next_segment, last_seal_seq, last_seal_hash, closed"
+)
+
+
+_REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (
+        ("SQLITE_BUSY", "SQLITE_LOCKED"),
+        f"it stayed locked by another process for more than {BUSY_TIMEOUT_S:g} s",
+    ),
+    (("SQLITE_READONLY",), "it is read-only; check the permissions of the file and its directory"),
+    (("SQLITE_FULL",), "the disk is full"),
+    (
+        ("SQLITE_CORRUPT", "SQLITE_NOTADB"),
+        "it is corrupt or not a trackwrap ledger; move it aside and run `trackwrap audit verify`",
+    ),
+    (("SQLITE_CANTOPEN",), "it cannot be opened; check that its directory exists and is writable"),
+    (("SQLITE_IOERR",), "an I/O error occurred"),
+)
+
+
+def _reason(exc: sqlite3.Error) -> str:
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    for prefixes, reason in _REASONS:
+        if name.startswith(prefixes):
+            return reason
+    return "SQLite failed"
+
+
+def translate_sqlite_error(exc: sqlite3.Error, *, path: Path, doing: str) -> LedgerError:
+    """The :class:`LedgerError` for a ``sqlite3`` error at this seam."""
+    return LedgerError(f"audit ledger {path}: cannot {doing}: {_reason(exc)} ({exc})")
+
+
+def _check_writable(path: Path) -> None:
+    directory = path.parent
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LedgerError(f"audit ledger {path}: cannot create its directory: {exc}") from exc
+    if not directory.is_dir():
+        raise LedgerError(f"audit ledger {path}: {directory} is not a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise LedgerError(
+            f"audit ledger {path}: directory {directory} is not writable; "
+            "fix its permissions or point TRACKWRAP_HOME elsewhere"
+        )
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise LedgerError(
+                f"audit ledger {path}: the file is not readable and writable; fix its permissions"
+            )
+        return
+    try:  # create it private (0600); SQLite gives -wal and -shm the same mode
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise LedgerError(f"audit ledger {path}: cannot create the file: {exc}") from exc
+    os.close(fd)
+
+
+def _validate_body(body: Mapping[str, object], *, what: str) -> dict[str, object]:
+    fields = dict(body)
+    reserved = sorted(RESERVED_FIELDS.intersection(fields))
+    if reserved:
+        raise LedgerError(f"{what} must not set {', '.join(reserved)}: the ledger sets them")
+    kind = fields.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise LedgerError(f"{what} needs a non-empty string 'kind'")
+    check_values(fields)  # floats etc. fail before any transaction; the rest rolls back
+    return fields
+
+
+def _validate_session(session: object) -> None:
+    if not isinstance(session, str) or not session:
+        raise LedgerError("a session id must be a non-empty string")
+
+
+class Ledger:
+    """A handle on the audit ledger file; safe to share between threads of one process.
+
+    Records per session are chained (``prev``) and contiguous (``seq`` from 0); every
+    ``seal_every`` unsealed records, or when asked, a signed ``segment.seal`` record closes a
+    segment. A final seal closes the session.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        path: Path,
+        signer: Callable[[], SigningKey],
+        clock_ms: Callable[[], int],
+        seal_every: int,
+    ) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._path = path
+        self._signer = signer
+        self._clock_ms = clock_ms
+        self._seal_every = seal_every
+        self._key: SigningKey | None = None
+        self._mutex = threading.RLock()
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        signer: Callable[[], SigningKey],
+        clock_ms: Callable[[], int],
+        seal_every: int = 1000,
+    ) -> Ledger:
+        """Open (creating and migrating if needed) the ledger at ``path``.
+
+        Raises:
+            LedgerError: the directory or file is not writable, the file is corrupt or newer, or
+                SQLite fails.
+        """
+        if seal_every < 1:
+            raise LedgerError(f"seal_every must be a positive integer, not {seal_every!r}")
+        _check_writable(path)
+        try:
+            conn = sqlite3.connect(
+                path,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(exc, path=path, doing="open") from exc
+        ledger = cls(conn, path=path, signer=signer, clock_ms=clock_ms, seal_every=seal_every)
+        try:
+            ledger._configure(conn)
+            with ledger._write("migrate its schema") as txn:
+                migrate(txn, now_ms=ledger._now())
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
+
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000):d}")
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            conn.execute("PRAGMA synchronous = FULL")
+            if sys.platform == "darwin":  # macOS fsync does not flush the drive cache
+                conn.execute("PRAGMA fullfsync = ON")
+                conn.execute("PRAGMA checkpoint_fullfsync = ON")
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(exc, path=self._path, doing="open") from exc
+        if str(mode).lower() != "wal":
+            raise LedgerError(
+                f"audit ledger {self._path}: cannot switch to WAL mode (got {mode!r}); "
+                "keep TRACKWRAP_HOME on a local file system"
+            )
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def ensure_session(self, session: str, *, genesis: Mapping[str, object]) -> bool:
+        """Append the ``session.start`` genesis if ``session`` has no records; True if it did.
+
+        ``genesis["kind"]`` is forced to ``session.start``. Race-safe across processes: exactly
+        one caller creates the session.
+        """
+        _validate_session(session)
+        fields = _validate_body({**genesis, "kind": KIND_START}, what="a genesis record")
+        with self._write("start a session") as txn:
+            if self._tip(txn, session) is not None:
+                return False
+            if txn.execute("SELECT 1 FROM events WHERE session = ? LIMIT 1", (session,)).fetchone():
+                raise LedgerIntegrityError(
+                    f"audit ledger {self._path}: session {session} has records but no state row; "
+                    "run `trackwrap audit verify`",
+                    seq=None,
+                )
+            self._append_locked(txn, session, None, fields)
+            return True
+
+    def append(self, session: str, body: Mapping[str, object]) -> Appended:
+        """Append one record to ``session``; return after it is committed.
+
+        ``body`` supplies ``kind`` and the event's fields (str/int/bool/None/list/dict only); the
+        ledger adds ``v``, ``session``, ``seq``, ``prev`` and ``ts_ms``. ``session.start`` and
+        ``segment.seal`` are written by :meth:`ensure_session` and the seal methods only. When
+        ``seal_every`` records are unsealed, a seal is appended in the same transaction.
+
+        Raises:
+            LedgerError: bad body (nothing is written), unknown or closed session, SQLite failure,
+                or the signing key cannot be loaded for a due seal.
+        """
+        _validate_session(session)
+        fields = _validate_body(body, what="a ledger record")
+        if fields["kind"] in {KIND_START, KIND_SEAL}:
+            raise LedgerError(f"kind {fields['kind']!r} is written by the ledger itself")
+        with self._write("append a record") as txn:
+            tip = self._open_tip(txn, session)
+            return self._append_locked(txn, session, tip, fields)
+
+    def seal(self, session: str, *, final: bool = False) -> int | None:
+        """Seal the unsealed tail; return the seal's seq, or None if there was nothing to seal.
+
+        ``final=True`` always writes a seal (with ``final: true``) and closes the session.
+
+        Raises:
+            LedgerError: unknown session, a final seal on a closed session, SQLite or key failure.
+        """
+        _validate_session(session)
+        with self._write("seal a segment") as txn:
+            tip = self._tip(txn, session)
+            if tip is None:
+                raise LedgerError(f"audit ledger {self._path}: no session {session}")
+            if tip.closed:
+                if final:
+                    raise LedgerError(f"session {session} is already closed by a final seal")
+                return None
+            if tip.unsealed == 0 and not final:
+                return None
+            return self._seal_locked(txn, session, tip, final=final).seq
+
+    def seal_if_older(self, session: str, *, max_age_ms: int) -> int | None:
+        """Seal if there are unsealed records and the oldest is at least ``max_age_ms`` old."""
+        _validate_session(session)
+        with self._read("read session state") as conn:
+            tip = self._tip(conn, session)
+        if tip is None:
+            raise LedgerError(f"audit ledger {self._path}: no session {session}")
+        if not self._seal_due(tip, max_age_ms=max_age_ms):
+            return None
+        with self._write("seal a segment") as txn:
+            tip = self._tip(txn, session)
+            if tip is None or not self._seal_due(tip, max_age_ms=max_age_ms):
+                return None
+            return self._seal_locked(txn, session, tip, final=False).seq
+
+    def session_ids(self) -> list[SessionSummary]:
+        """Every session in first-seen order (from derived state; ``verify`` checks the truth)."""
+        with self._read("list sessions") as conn:
+            rows = conn.execute(
+                "SELECT session, first_ts_ms, last_ts_ms, tip_seq, closed "
+                "FROM sessions ORDER BY ord"
+            ).fetchall()
+        return [
+            SessionSummary(
+                session=session,
+                first_ts_ms=first,
+                last_ts_ms=last,
+                events=tip_seq + 1,
+                closed=bool(closed),
+                tip_seq=tip_seq,
+            )
+            for session, first, last, tip_seq, closed in rows
+        ]
+
+    def events(
+        self, session: str | None = None, *, after_seq: int = -1, limit: int | None = None
+    ) -> list[StoredEvent]:
+        """Records with ``seq > after_seq`` (per session), ordered by session first-seen, then seq.
+
+        Raises:
+            LedgerIntegrityError: a stored body is not a JSON object.
+        """
+        with self._read("read records") as conn:
+            rows = conn.execute(
+                """
+                SELECT e.session, e.seq, e.body
+                FROM events AS e LEFT JOIN sessions AS s ON s.session = e.session
+                WHERE (?1 IS NULL OR e.session = ?1) AND e.seq > ?2
+                ORDER BY coalesce(s.ord, 9223372036854775807), e.session, e.seq
+                LIMIT ?3
+                """,
+                (session, after_seq, _NO_LIMIT if limit is None else limit),
+            ).fetchall()
+        result = []
+        for name, seq, stored in rows:
+            raw = bytes(stored) if isinstance(stored, bytes) else str(stored).encode("utf-8")
+            try:
+                body = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise LedgerIntegrityError(
+                    f"session {name} seq {seq}: stored record is not JSON", seq=seq
+                ) from exc
+            if not isinstance(body, dict):
+                raise LedgerIntegrityError(
+                    f"session {name} seq {seq}: stored record is not a JSON object", seq=seq
+                )
+            result.append(StoredEvent(session=name, seq=seq, body=body, raw=raw))
+        return result
+
+    def close(self) -> None:
+        """Close the database handle; idempotent."""
+        with self._mutex:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _read(self, doing: str) -> Iterator[sqlite3.Connection]:
+        with self._mutex:
+            conn = self._live()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise translate_sqlite_error(exc, path=self._path, doing=doing) from exc
+
+    @contextlib.contextmanager
+    def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction; rolled back on any exception (cancellation too)."""
+        with self._mutex:
+            conn = self._live()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise translate_sqlite_error(exc, path=self._path, doing=doing) from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise translate_sqlite_error(exc, path=self._path, doing=doing) from exc
+                raise
+
+    def _live(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise LedgerError(f"audit ledger {self._path} is closed")
+        return self._conn
+
+    # -- inside a transaction -------------------------------------------------------------------
+
+    def _now(self) -> int:
+        now = self._clock_ms()
+        if type(now) is not int:
+            raise LedgerError(f"clock_ms() must return an int, not {type(now).__name__}")
+        return now
+
+    @staticmethod
+    def _tip(conn: sqlite3.Connection, session: str) -> _Tip | None:
+        row = conn.execute(
+            f"SELECT {_TIP_COLUMNS} FROM sessions WHERE session = ?",  # noqa: S608 constant columns
+            (session,),
+        ).fetchone()
+        if row is None:
+            return None
+        return _Tip(
+            ord=row[0],
+            first_ts_ms=row[1],
+            last_ts_ms=row[2],
+            seq=row[3],
+            hash=row[4],
+            unsealed_from=row[5],
+            unsealed_since_ms=row[6],
+            next_segment=row[7],
+            last_seal_seq=row[8],
+            last_seal_hash=row[9],
+            closed=bool(row[10]),
+        )
+
+    def _open_tip(self, conn: sqlite3.Connection, session: str) -> _Tip:
+        tip = self._tip(conn, session)
+        if tip is None:
+            raise LedgerError(
+                f"audit ledger {self._path}: no session {session}; start it with ensure_session"
+            )
+        if tip.closed:
+            raise LedgerError(
+                f"session {session} is closed by a final seal; no record can follow it"
+            )
+        return tip
+
+    def _seal_due(self, tip: _Tip, *, max_age_ms: int) -> bool:
+        if tip.closed or tip.unsealed == 0 or tip.unsealed_since_ms is None:
+            return False
+        return self._now() - tip.unsealed_since_ms >= max_age_ms
+
+    def _append_locked(
+        self,
+        conn: sqlite3.Connection,
+        session: str,
+        tip: _Tip | None,
+        fields: dict[str, object],
+    ) -> Appended:
+        appended, tip = self._write_record(conn, session, tip, fields, ts_ms=self._now())
+        if tip.unsealed >= self._seal_every:
+            self._seal_locked(conn, session, tip, final=False)
+        return appended
+
+    def _write_record(
+        self,
+        conn: sqlite3.Connection,
+        session: str,
+        tip: _Tip | None,
+        fields: Mapping[str, object],
+        *,
+        ts_ms: int,
+    ) -> tuple[Appended, _Tip]:
+        seq = 0 if tip is None else tip.seq + 1
+        record = {
+            **fields,
+            "v": RECORD_VERSION,
+            "session": session,
+            "seq": seq,
+            "prev": None if tip is None else tip.hash,
+            "ts_ms": ts_ms,
+        }
+        raw = canonical(record)
+        digest = record_hash(raw)
+        conn.execute(
+            "INSERT INTO events (session, seq, body) VALUES (?, ?, ?)", (session, seq, raw)
+        )
+        if tip is None:
+            tip = _Tip(
+                ord=None,
+                first_ts_ms=ts_ms,
+                last_ts_ms=ts_ms,
+                seq=seq,
+                hash=digest,
+                unsealed_from=0,
+                unsealed_since_ms=ts_ms,
+                next_segment=0,
+                last_seal_seq=None,
+                last_seal_hash=None,
+                closed=False,
+            )
+            conn.execute(
+                f"INSERT INTO sessions (session, {_TIP_COLUMNS.removeprefix('ord, ')}) "  # noqa: S608
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (session, ts_ms, ts_ms, seq, digest, 0, ts_ms, 0, None, None, 0),
+            )
+            return Appended(seq=seq, hash=digest), tip
+        if tip.unsealed == 0:
+            tip.unsealed_since_ms = ts_ms
+        tip.seq = seq
+        tip.hash = digest
+        tip.last_ts_ms = ts_ms
+        self._save_tip(conn, session, tip)
+        return Appended(seq=seq, hash=digest), tip
+
+    @staticmethod
+    def _save_tip(conn: sqlite3.Connection, session: str, tip: _Tip) -> None:
+        conn.execute(
+            """
+            UPDATE sessions SET last_ts_ms = ?, tip_seq = ?, tip_hash = ?, unsealed_from = ?,
+                unsealed_since_ms = ?, next_segment = ?, last_seal_seq = ?, last_seal_hash = ?,
+                closed = ?
+            WHERE session = ?
+            """,
+            (
+                tip.last_ts_ms,
+                tip.seq,
+                tip.hash,
+                tip.unsealed_from,
+                tip.unsealed_since_ms,
+                tip.next_segment,
+                tip.last_seal_seq,
+                tip.last_seal_hash,
+                int(tip.closed),
+                session,
+            ),
+        )
+
+    def _signing_key(self) -> SigningKey:
+        if self._key is None:
+            try:
+                self._key = self._signer()
+            except LedgerError:
+                raise
+            except Error as exc:
+                raise LedgerError(f"cannot seal the audit ledger: {exc.diagnostics()}") from exc
+        return self._key
+
+    def _seal_locked(
+        self, conn: sqlite3.Connection, session: str, tip: _Tip, *, final: bool
+    ) -> Appended:
+        from trackwrap.crypto import pae
+
+        key = self._signing_key()
+        ts_ms = self._now()
+        seal: dict[str, object] = {
+            "kind": KIND_SEAL,
+            "segment": tip.next_segment,
+            "seal_type": SEAL_TYPE,
+            "sealed_at_ms": ts_ms,
+            "chain_tip": tip.hash,
+            "tree_size": tip.seq + 1,
+            "prev_seal": tip.last_seal_hash,
+            "final": final,
+            "key_id": key.key_id,
+        }
+        unsigned = {
+            **seal,
+            "v": RECORD_VERSION,
+            "session": session,
+            "seq": tip.seq + 1,
+            "prev": tip.hash,
+            "ts_ms": ts_ms,
+        }
+        signature = key.sign(pae(SEAL_PAYLOAD_TYPE, canonical(unsigned)))
+        seal["sig"] = base64.b64encode(signature).decode("ascii")
+        self._register_key(conn, key, now_ms=ts_ms)
+        appended, tip = self._write_record(conn, session, tip, seal, ts_ms=ts_ms)
+        tip.unsealed_from = appended.seq + 1
+        tip.unsealed_since_ms = None
+        tip.next_segment += 1
+        tip.last_seal_seq = appended.seq
+        tip.last_seal_hash = appended.hash
+        tip.closed = final
+        self._save_tip(conn, session, tip)
+        return appended
+
+    def _register_key(self, conn: sqlite3.Connection, key: SigningKey, *, now_ms: int) -> None:
+        row = conn.execute("SELECT public_raw FROM keys WHERE key_id = ?", (key.key_id,)).fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO keys (key_id, public_raw, first_seen_ms) VALUES (?, ?, ?)",
+                (key.key_id, key.public_raw, now_ms),
+            )
+        elif bytes(row[0]) != key.public_raw:
+            raise LedgerIntegrityError(
+                f"audit ledger {self._path}: key {key.key_id} is registered with a different "
+                "public key; run `trackwrap audit verify`",
+                seq=None,
+            )
