@@ -1,1 +1,19 @@
-"""trackwrap.config."""
+"""trackwrap.config: where profile and policy files are read (pyyaml lives only here)."""
+
+from trackwrap.config._filesystem import RealFileSystem
+from trackwrap.config._loaders import (
+    default_profiles_dir,
+    infer_server_name,
+    load_policy,
+    load_server_profiles,
+)
+from trackwrap.config._yaml import load_yaml
+
+__all__ = [
+    "RealFileSystem",
+    "default_profiles_dir",
+    "infer_server_name",
+    "load_policy",
+    "load_server_profiles",
+    "load_yaml",
+]

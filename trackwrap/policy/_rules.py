@@ -1,0 +1,333 @@
+"""Policy rules and how they decide.
+
+A policy file (``profiles/policy/*.yaml``)::
+
+    version: 1                      # required, must be 1
+    mode: enforce                   # optional: enforce (default) | monitor
+    rules:                          # required, non-empty
+      - id: SHELL-TEST-ALLOWLIST    # required: stable id, upper-case, hyphenated, unique
+        description: run the tests  # optional: used in the decision's reason
+        outcome: allow              # required: allow | deny | require_approval | redact
+        ttl: 15m                    # require_approval only: seconds, or 30s / 15m / 2h / 1d
+        approvers: [platform-team]  # require_approval only
+        when:                       # required, non-empty; every condition must hold
+          kind: [shell.exec]        # globs on the action kind (``git.*``)
+          server: [shell]           # globs on the server name
+          tool: [execute]           # globs on the tool name
+          command: [pytest, python -m pytest]   # every command starts with one of these
+                                    #   (token-wise); raw shell text with | ; & $ ` < > ( ) { }
+                                    #   or a newline never matches
+          branch: [feature/*]       # at least one branch, and every branch matches a glob
+          not_branch: [main]        # no branch matches any of these globs
+          time: {days: [mon, tue], between: "09:00-18:00", tz: Europe/Berlin}
+          finding: [WORKSPACE-PATH-SCOPE]   # globs on finding rule ids (see below)
+          paths: inside_workspace   # no WORKSPACE-PATH-SCOPE finding for this call
+
+Globs: ``*`` any run (separators included), ``?`` one character, ``[...]`` a class; a glob
+condition may be a single string or a list.
+
+How a decision is made (:meth:`Policy.decide`):
+
+1. Every finding is a deny under its own rule id, unless a rule with ``finding:`` matching it
+   (and all its other conditions) gives another outcome; an ``allow`` there only neutralizes
+   the finding, it never allows the action.
+2. Rules without ``finding:`` are matched against the action; if none matches, the action gets
+   ``DEFAULT-DENY`` ("no rule allows <kind>"). A finding rule only modulates: it never admits
+   an action on its own (a secret finding mapped to ``redact`` must not let ``curl`` run).
+3. Of everything that applies, the strongest outcome wins: deny > require_approval > redact >
+   allow; on a tie the first finding, then the first rule in file order.
+
+Unknown keys anywhere, a bad outcome, glob, time window or time zone, ``ttl``/``approvers`` on
+another outcome, or duplicate rule ids are a :class:`ProfileError` naming the file and rule id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import rfc8785
+
+from trackwrap.errors import ProfileError
+from trackwrap.policy._action import Action
+from trackwrap.policy._conditions import (
+    BranchCondition,
+    CommandCondition,
+    Condition,
+    GlobCondition,
+    NotBranchCondition,
+    PathsInsideCondition,
+    TimeCondition,
+)
+from trackwrap.policy._context import Context
+from trackwrap.policy._finding import Finding
+from trackwrap.policy._glob import GlobSet
+from trackwrap.policy._outcome import PRECEDENCE, Mode, Outcome
+from trackwrap.policy._schema import as_mapping, as_str, as_str_list, check_keys
+
+__all__ = ["DEFAULT_DENY", "PIPELINE_ERROR", "Policy", "Rule", "Verdict"]
+
+#: Rule id of the decision when no rule matched.
+DEFAULT_DENY = "DEFAULT-DENY"
+#: Rule id of the decision when the pipeline itself failed.
+PIPELINE_ERROR = "PIPELINE-ERROR"
+
+_RULE_ID = re.compile(r"[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*\Z")
+_RESERVED = frozenset({DEFAULT_DENY, PIPELINE_ERROR})
+_TTL = re.compile(r"([1-9][0-9]*)([smhd])\Z")
+_TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RULE_KEYS = ("id", "description", "outcome", "ttl", "approvers", "when")
+_WHEN_KEYS = (
+    "kind",
+    "server",
+    "tool",
+    "command",
+    "branch",
+    "not_branch",
+    "time",
+    "finding",
+    "paths",
+)
+_POLICY_KEYS = ("version", "mode", "rules")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What :meth:`Policy.decide` concludes: an outcome, the deciding rule id and why."""
+
+    outcome: Outcome
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One compiled rule; ``spec`` is the validated mapping it came from (hashed)."""
+
+    id: str
+    outcome: Outcome
+    description: str
+    conditions: tuple[Condition, ...]
+    findings: GlobSet | None
+    ttl_seconds: int | None
+    approvers: tuple[str, ...]
+    source: str
+    spec: Mapping[str, object]
+
+    @classmethod
+    def from_mapping(cls, data: object, *, source: str, index: int) -> Rule:
+        """Validate and compile one entry of ``rules:``."""
+        raw = as_mapping(data, where=f"{source}: rules[{index}]")
+        rule_id = raw.get("id")
+        if not isinstance(rule_id, str) or not _RULE_ID.match(rule_id):
+            raise ProfileError(
+                f"{source}: rules[{index}]: id must be upper-case and hyphenated, got {rule_id!r}"
+            )
+        where = f"{source}: rule {rule_id}"
+        if rule_id in _RESERVED:
+            raise ProfileError(f"{where}: {rule_id} is reserved for the pipeline")
+        check_keys(raw, where=where, allowed=_RULE_KEYS, required=("id", "outcome", "when"))
+        try:
+            outcome = Outcome(raw["outcome"])  # type: ignore[arg-type]
+        except ValueError:
+            raise ProfileError(
+                f"{where}: bad outcome {raw['outcome']!r} "
+                f"(allowed: {', '.join(o.value for o in Outcome)})"
+            ) from None
+        description = (
+            as_str(raw["description"], where=f"{where}: description")
+            if ("description" in raw)
+            else ""
+        )
+        ttl_seconds = None
+        approvers: tuple[str, ...] = ()
+        for key in ("ttl", "approvers"):
+            if key in raw and outcome is not Outcome.REQUIRE_APPROVAL:
+                raise ProfileError(f"{where}: {key} is only valid with require_approval")
+        if "ttl" in raw:
+            ttl_seconds = _ttl(raw["ttl"], where=f"{where}: ttl")
+        if "approvers" in raw:
+            approvers = as_str_list(raw["approvers"], where=f"{where}: approvers")
+        conditions, findings = _when(raw["when"], where=f"{where}: when")
+        return cls(
+            id=rule_id,
+            outcome=outcome,
+            description=description,
+            conditions=conditions,
+            findings=findings,
+            ttl_seconds=ttl_seconds,
+            approvers=approvers,
+            source=source,
+            spec=raw,
+        )
+
+    def matches(self, action: Action, findings: Sequence[Finding], context: Context) -> bool:
+        """Whether every action condition holds (``finding:`` is checked by the policy)."""
+        return all(condition.matches(action, findings, context) for condition in self.conditions)
+
+    def reason(self, action: Action) -> str:
+        """A human-readable reason naming the rule's intent and the call's target."""
+        what = self.description or f"{self.outcome.value} by {self.id}"
+        target = action.target()
+        return f"{what}: {action.kind} {target}" if target else f"{what}: {action.kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """An ordered set of rules, a mode, and a hash that names this exact rule set."""
+
+    rules: tuple[Rule, ...]
+    mode: Mode
+    policy_hash: str
+
+    @classmethod
+    def from_mapping(cls, data: object, *, source: str) -> Policy:
+        """Validate and compile one policy file's mapping."""
+        raw = as_mapping(data, where=source)
+        check_keys(raw, where=source, allowed=_POLICY_KEYS, required=("version", "rules"))
+        if raw["version"] != 1 or isinstance(raw["version"], bool):
+            raise ProfileError(f"{source}: version must be 1, got {raw['version']!r}")
+        mode = Mode.ENFORCE
+        if "mode" in raw:
+            try:
+                mode = Mode(raw["mode"])  # type: ignore[arg-type]
+            except ValueError:
+                raise ProfileError(
+                    f"{source}: mode must be enforce or monitor, got {raw['mode']!r}"
+                ) from None
+        entries = raw["rules"]
+        if not isinstance(entries, list) or not entries:
+            raise ProfileError(f"{source}: rules must be a non-empty list")
+        rules = tuple(
+            Rule.from_mapping(entry, source=source, index=i) for i, entry in enumerate(entries)
+        )
+        return cls.build(rules, mode=mode)
+
+    @classmethod
+    def build(cls, rules: Sequence[Rule], *, mode: Mode) -> Policy:
+        """A policy from compiled rules: rejects duplicates and computes the hash."""
+        if not rules:
+            raise ProfileError("a policy needs at least one rule")
+        seen: dict[str, Rule] = {}
+        for rule in rules:
+            if rule.id in seen:
+                raise ProfileError(
+                    f"{rule.source}: rule {rule.id}: duplicate rule id "
+                    f"(first defined in {seen[rule.id].source})"
+                )
+            seen[rule.id] = rule
+        body: Any = {"mode": mode.value, "rules": [dict(rule.spec) for rule in rules]}
+        try:
+            canonical = rfc8785.dumps(body)
+        except (rfc8785.CanonicalizationError, ValueError, TypeError) as exc:
+            raise ProfileError(f"policy has values JSON cannot carry: {exc}") from exc
+        digest = "sha256:" + hashlib.sha256(canonical).hexdigest()
+        return cls(rules=tuple(rules), mode=mode, policy_hash=digest)
+
+    @classmethod
+    def merged(cls, policies: Sequence[Policy]) -> Policy:
+        """One policy from several files, rules in order; enforce if any of them enforces."""
+        if not policies:
+            raise ProfileError("no policy files to merge")
+        monitor = all(policy.mode is Mode.MONITOR for policy in policies)
+        rules = [rule for policy in policies for rule in policy.rules]
+        return cls.build(rules, mode=Mode.MONITOR if monitor else Mode.ENFORCE)
+
+    def with_mode(self, mode: Mode) -> Policy:
+        """The same rules under another mode (e.g. a ``--monitor`` flag)."""
+        return self.build(self.rules, mode=mode) if mode is not self.mode else self
+
+    def rule(self, rule_id: str) -> Rule | None:
+        """The rule with ``rule_id`` (for its ``ttl`` and ``approvers``), if any."""
+        return next((rule for rule in self.rules if rule.id == rule_id), None)
+
+    def decide(self, action: Action, findings: Sequence[Finding], context: Context) -> Verdict:
+        """Apply the rules to an action and its findings (see the module docstring)."""
+        best: Verdict | None = None
+        for finding in findings:
+            verdict = self._finding_verdict(finding, action, findings, context)
+            if verdict is not None and (
+                best is None or PRECEDENCE[verdict.outcome] > PRECEDENCE[best.outcome]
+            ):
+                best = verdict
+        matched = False
+        for rule in self.rules:
+            if rule.findings is not None or not rule.matches(action, findings, context):
+                continue
+            matched = True
+            if best is None or PRECEDENCE[rule.outcome] > PRECEDENCE[best.outcome]:
+                best = Verdict(outcome=rule.outcome, rule=rule.id, reason=rule.reason(action))
+        if best is None or (not matched and best.outcome is not Outcome.DENY):
+            return Verdict(
+                outcome=Outcome.DENY, rule=DEFAULT_DENY, reason=f"no rule allows {action.kind}"
+            )
+        return best
+
+    def _finding_verdict(
+        self,
+        finding: Finding,
+        action: Action,
+        findings: Sequence[Finding],
+        context: Context,
+    ) -> Verdict | None:
+        """The verdict one finding contributes; ``None`` when a rule allows it."""
+        outcome: Outcome | None = None
+        rule_id = finding.rule
+        for rule in self.rules:
+            if rule.findings is None or not rule.findings.match(finding.rule):
+                continue
+            if not rule.matches(action, findings, context):
+                continue
+            if outcome is None or PRECEDENCE[rule.outcome] > PRECEDENCE[outcome]:
+                outcome, rule_id = rule.outcome, rule.id
+        if outcome is None:
+            outcome = Outcome.DENY
+        if outcome is Outcome.ALLOW:
+            return None
+        return Verdict(outcome=outcome, rule=rule_id, reason=finding.detail)
+
+
+def _when(value: object, *, where: str) -> tuple[tuple[Condition, ...], GlobSet | None]:
+    spec = as_mapping(value, where=where)
+    check_keys(spec, where=where, allowed=_WHEN_KEYS)
+    if not spec:
+        raise ProfileError(f"{where}: must name at least one condition")
+    conditions: list[Condition] = []
+    findings: GlobSet | None = None
+    for key, item in spec.items():
+        at = f"{where}.{key}"
+        if key in ("kind", "server", "tool"):
+            globs = GlobSet.compile(as_str_list(item, where=at, scalar_ok=True), where=at)
+            conditions.append(GlobCondition(field=key, globs=globs))
+        elif key == "command":
+            conditions.append(CommandCondition.parse(item, where=at))
+        elif key == "branch":
+            globs = GlobSet.compile(as_str_list(item, where=at, scalar_ok=True), where=at)
+            conditions.append(BranchCondition(globs=globs))
+        elif key == "not_branch":
+            globs = GlobSet.compile(as_str_list(item, where=at, scalar_ok=True), where=at)
+            conditions.append(NotBranchCondition(globs=globs))
+        elif key == "time":
+            conditions.append(TimeCondition.parse(item, where=at))
+        elif key == "finding":
+            findings = GlobSet.compile(as_str_list(item, where=at, scalar_ok=True), where=at)
+        else:  # paths
+            if item != "inside_workspace":
+                raise ProfileError(f"{at}: the only value is inside_workspace, got {item!r}")
+            conditions.append(PathsInsideCondition())
+    # Cheap field globs first, the time window last.
+    conditions.sort(key=lambda c: 0 if isinstance(c, GlobCondition) else 1)
+    return tuple(conditions), findings
+
+
+def _ttl(value: object, *, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        found = _TTL.match(value)
+        if found is not None:
+            return int(found.group(1)) * _TTL_UNITS[found.group(2)]
+    raise ProfileError(f"{where}: expected seconds or 30s / 15m / 2h / 1d, got {value!r}")
