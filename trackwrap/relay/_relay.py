@@ -1,0 +1,451 @@
+"""The stdio relay: IDE on our stdin/stdout, the upstream server as our child.
+
+Everything that is not a ``tools/call`` is forwarded as the original bytes. Every ``tools/call``
+(alone or inside a batch, before or after ``initialize``, whatever its id looks like) is handed to
+the :class:`Gate`, which decides and records it; only a call the gate lets through reaches the
+upstream. The relay never writes a message of its own to the child, so the upstream's protocol era
+is fixed by the IDE's first message, as if trackwrap were not there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+import anyio.to_thread
+
+from trackwrap.relay._framing import DEFAULT_MAX_LINE, LineSplitter, Oversize
+from trackwrap.relay._io import FdReader, FdWriter, StderrSink
+from trackwrap.relay._process import Child
+from trackwrap.relay._wire import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    UPSTREAM_GONE,
+    dumps,
+    error_response,
+    id_key,
+    is_valid_id,
+    result_response,
+    tool_error_result,
+)
+
+__all__ = ["Gate", "Judgement", "Relay", "RelayOptions"]
+
+_MISSING = object()
+
+
+class Judgement(Protocol):
+    """The gate's verdict on one call, before it is recorded."""
+
+    @property
+    def allowed(self) -> bool: ...
+
+
+class Gate(Protocol):
+    """What the relay needs from governance. Implementations must not raise."""
+
+    def evaluate(self, request: dict[str, Any]) -> Judgement:
+        """Run the pipeline on a ``tools/call`` request; nothing is recorded yet."""
+        ...
+
+    def commit(
+        self, judgement: Judgement, *, override: tuple[str, str] | None = None
+    ) -> dict[str, Any] | None:
+        """Record the decision. ``None`` means forward; a dict is the ``CallToolResult`` to
+        answer with instead. ``override`` = (rule, reason) turns the call into a deny."""
+        ...
+
+    def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
+        """Tasks to run for as long as the relay runs (e.g. periodic sealing)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RelayOptions:
+    server: str
+    max_line: int = DEFAULT_MAX_LINE
+    grace_s: float = 2.0
+    term_s: float = 2.0
+    parent_poll_s: float = 1.0
+
+
+class Relay:
+    def __init__(
+        self,
+        *,
+        child: Child,
+        gate: Gate,
+        sink: StderrSink,
+        options: RelayOptions,
+        stdin_fd: int = 0,
+        stdout_fd: int = 1,
+    ) -> None:
+        self._child = child
+        self._gate = gate
+        self._sink = sink
+        self._opts = options
+        self._stdin_fd = stdin_fd
+        self._out = FdWriter(stdout_fd)
+        self._to_child = FdWriter(child.stdin_fd)
+        self._pending_c2s: dict[tuple[str, Any], str] = {}
+        self._pending_s2c: dict[tuple[str, Any], str] = {}
+        self._answered: OrderedDict[tuple[str, Any], None] = OrderedDict()
+        self._child_exited = anyio.Event()
+        self._child_eof = anyio.Event()
+        self._stderr_eof = anyio.Event()
+        self._shutting_down = False
+        self._ide_gone = False
+        self._prefix = f"[{options.server}] ".encode()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> int:
+        """Relay until the child exits; returns the exit code for the wrapper."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._pump_ide, tg)
+            tg.start_soon(self._pump_child)
+            tg.start_soon(self._drain_stderr)
+            tg.start_soon(self._watch_parent, tg)
+            tg.start_soon(self._watch_signals, tg)
+            for task in self._gate.background():
+                tg.start_soon(task)
+            code = await anyio.to_thread.run_sync(self._child.proc.wait, abandon_on_cancel=True)
+            self._child_exited.set()
+            with anyio.move_on_after(1.0):
+                await self._child_eof.wait()
+            with anyio.move_on_after(0.5):
+                await self._stderr_eof.wait()
+            if not self._shutting_down:
+                await self._child_died(code)
+            # npx and friends leave the real server as a grandchild in the same group.
+            self._child.signal_group(signal.SIGTERM)
+            tg.cancel_scope.cancel()
+        self._child.close_pipes()
+        return 128 - code if code < 0 else code
+
+    async def _child_died(self, code: int) -> None:
+        self._sink.say(f"upstream {self._opts.server} exited with code {code}")
+        tail = self._sink.tail_text().splitlines()[-20:]
+        if tail:
+            self._sink.say("last lines of its stderr:")
+            self._sink.write(("\n".join(tail) + "\n").encode("utf-8", "replace"))
+        for key in list(self._pending_c2s):
+            method = self._pending_c2s.pop(key)
+            await self._answer(
+                error_response(
+                    key[1], UPSTREAM_GONE, f"upstream server exited (code {code}) during {method}"
+                )
+            )
+
+    async def _shutdown_child(self) -> None:
+        """IDE gone: close the child's stdin, then SIGTERM and SIGKILL its group if it lingers."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        self._child.close_stdin()
+        with anyio.move_on_after(self._opts.grace_s):
+            await self._child_exited.wait()
+        if self._child_exited.is_set():
+            return
+        self._child.signal_group(signal.SIGTERM)
+        with anyio.move_on_after(self._opts.term_s):
+            await self._child_exited.wait()
+        if not self._child_exited.is_set():
+            self._child.signal_group(signal.SIGKILL)
+
+    async def _watch_parent(self, tg: anyio.abc.TaskGroup) -> None:
+        parent = os.getppid()
+        while True:
+            await anyio.sleep(self._opts.parent_poll_s)
+            if os.getppid() != parent:
+                self._sink.say("parent process exited; stopping the upstream server")
+                self._ide_gone = True
+                tg.start_soon(self._shutdown_child)
+                return
+
+    async def _watch_signals(self, tg: anyio.abc.TaskGroup) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP, signal.SIGINT) as signals:
+            async for signum in signals:
+                self._sink.say(f"received signal {signum}; stopping the upstream server")
+                self._ide_gone = True
+                tg.start_soon(self._shutdown_child)
+
+    # ------------------------------------------------------------------ IDE -> child
+
+    async def _pump_ide(self, tg: anyio.abc.TaskGroup) -> None:
+        reader = FdReader(self._stdin_fd)
+        splitter = LineSplitter(self._opts.max_line)
+        while not self._ide_gone:
+            data = await reader.read()
+            if not data:
+                break
+            for item in splitter.feed(data):
+                await self._from_ide(item)
+        for item in splitter.finish():
+            await self._from_ide(item)
+        self._ide_gone = True
+        tg.start_soon(self._shutdown_child)
+
+    async def _from_ide(self, item: bytes | Oversize) -> None:
+        if isinstance(item, Oversize):
+            cap = self._opts.max_line
+            self._sink.say(f"rejected a {item.seen}+ byte message from the client (cap {cap})")
+            await self._answer(
+                error_response(None, INVALID_REQUEST, f"message exceeds trackwrap's {cap} byte cap")
+            )
+            return
+        try:
+            msg = json.loads(item)
+        except (ValueError, RecursionError):
+            if not item.strip():
+                return
+            await self._answer(error_response(None, PARSE_ERROR, "parse error: not a JSON message"))
+            return
+        if isinstance(msg, dict):
+            method = msg.get("method")
+            if method == "tools/call":
+                await self._govern(msg, item)
+                return
+            if method == "notifications/cancelled" and self._cancels_own_answer(msg):
+                return
+            self._track(self._pending_c2s, self._pending_s2c, msg)
+            await self._send_child(item)
+        elif isinstance(msg, list):
+            await self._govern_batch(msg, item)
+        else:
+            await self._answer(
+                error_response(None, INVALID_REQUEST, "invalid request: not a JSON-RPC object")
+            )
+
+    async def _govern(self, msg: dict[str, Any], raw: bytes) -> None:
+        msg_id = msg.get("id", _MISSING)
+        override = None if is_valid_id(msg_id) else _INVALID_ID
+        result = self._judge_and_commit(msg, override)
+        if result is None:
+            self._pending_c2s[id_key(msg_id)] = "tools/call"
+            await self._send_child(raw)
+            return
+        await self._answer_call(msg_id, result)
+
+    async def _govern_batch(self, batch: list[Any], raw: bytes) -> None:
+        if not batch:
+            await self._answer(error_response(None, INVALID_REQUEST, "invalid request: empty"))
+            return
+        answers = self._judge_batch(batch)
+        if not answers:
+            for element in batch:
+                if isinstance(element, dict):
+                    self._track(self._pending_c2s, self._pending_s2c, element)
+            await self._send_child(raw)
+            return
+        out = [
+            answer
+            for index, element in enumerate(batch)
+            if (answer := self._batch_answer(element, index, answers)) is not None
+        ]
+        if out:
+            await self._write_ide(dumps(out) + b"\n")
+
+    def _judge_batch(self, batch: list[Any]) -> dict[int, dict[str, Any]]:
+        """Decide and record every ``tools/call`` in a batch. If any one is not allowed, all of
+        them are answered by trackwrap (an empty result means: forward the batch as it is)."""
+        calls = [
+            (index, el, self._evaluate(el))
+            for index, el in enumerate(batch)
+            if isinstance(el, dict) and el.get("method") == "tools/call"
+        ]
+        blocked = next(
+            (
+                index
+                for index, el, j in calls
+                if j is None or not j.allowed or not is_valid_id(el.get("id", _MISSING))
+            ),
+            None,
+        )
+        answers: dict[int, dict[str, Any]] = {}
+        for index, el, judgement in calls:
+            override = None
+            if not is_valid_id(el.get("id", _MISSING)):
+                override = _INVALID_ID
+            elif blocked is not None and judgement is not None and judgement.allowed:
+                override = (
+                    "BATCH-DENIED",
+                    f"the batch also holds a call that is not allowed (element {blocked})",
+                )
+            result = self._commit(judgement, override)
+            if result is not None:
+                answers[index] = result
+                if blocked is None:
+                    blocked = index
+        if answers:
+            # A late failure (e.g. the ledger) after earlier calls were recorded as allowed:
+            # none of the batch is forwarded, so every call gets an answer.
+            for index, _el, _j in calls:
+                answers.setdefault(
+                    index, tool_error_result("DENY — batch not forwarded (rule BATCH-DENIED)")
+                )
+        return answers
+
+    def _batch_answer(
+        self, element: object, index: int, answers: dict[int, dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        if not isinstance(element, dict):
+            return None
+        el_id = element.get("id", _MISSING)
+        if index in answers:
+            if is_valid_id(el_id):
+                self._remember_answered(el_id)
+                return result_response(el_id, answers[index])
+            if el_id is not _MISSING:
+                return error_response(el_id, INVALID_REQUEST, _INVALID_ID[1])
+            return None
+        if "method" in element and el_id is not _MISSING:
+            return error_response(
+                el_id, INVALID_REQUEST, "batch rejected: it holds a denied tools/call"
+            )
+        return None
+
+    def _evaluate(self, msg: dict[str, Any]) -> Judgement | None:
+        try:
+            return self._gate.evaluate(msg)
+        except Exception:  # noqa: BLE001 - pipeline boundary: any failure is a deny
+            self._sink.say("internal error while evaluating a tools/call; denied")
+            return None
+
+    def _commit(
+        self, judgement: Judgement | None, override: tuple[str, str] | None
+    ) -> dict[str, Any] | None:
+        if judgement is None:
+            return tool_error_result("DENY — trackwrap could not evaluate this call (fail closed)")
+        try:
+            return self._gate.commit(judgement, override=override)
+        except Exception:  # noqa: BLE001 - pipeline boundary: any failure is a deny
+            self._sink.say("internal error while recording a tools/call; denied")
+            return tool_error_result("DENY — trackwrap could not record this call (fail closed)")
+
+    def _judge_and_commit(
+        self, msg: dict[str, Any], override: tuple[str, str] | None
+    ) -> dict[str, Any] | None:
+        return self._commit(self._evaluate(msg), override)
+
+    async def _answer_call(self, msg_id: object, result: dict[str, Any]) -> None:
+        if is_valid_id(msg_id):
+            self._remember_answered(msg_id)
+            await self._answer(result_response(msg_id, result))
+        elif msg_id is not _MISSING:
+            await self._answer(error_response(msg_id, INVALID_REQUEST, _INVALID_ID[1]))
+        else:
+            self._sink.say("denied a tools/call sent as a notification (no id)")
+
+    def _remember_answered(self, msg_id: object) -> None:
+        self._answered[id_key(msg_id)] = None
+        while len(self._answered) > 1024:
+            self._answered.popitem(last=False)
+
+    def _cancels_own_answer(self, msg: dict[str, Any]) -> bool:
+        params = msg.get("params")
+        if not isinstance(params, dict) or "requestId" not in params:
+            return False
+        return id_key(params["requestId"]) in self._answered
+
+    async def _send_child(self, raw: bytes) -> None:
+        try:
+            await self._to_child.write(raw + b"\n")
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self._sink.say("upstream server's stdin is closed; message not delivered")
+
+    # ------------------------------------------------------------------ child -> IDE
+
+    async def _pump_child(self) -> None:
+        reader = FdReader(self._child.stdout_fd)
+        splitter = LineSplitter(self._opts.max_line)
+        while True:
+            data = await reader.read()
+            if not data:
+                break
+            for item in splitter.feed(data):
+                await self._from_child(item)
+        for item in splitter.finish():
+            await self._from_child(item)
+        self._child_eof.set()
+
+    async def _from_child(self, item: bytes | Oversize) -> None:
+        if isinstance(item, Oversize):
+            cap = self._opts.max_line
+            self._sink.say(f"dropped a {item.seen}+ byte line from the upstream (cap {cap})")
+            return
+        try:
+            msg = json.loads(item)
+        except (ValueError, RecursionError):
+            if item.strip():
+                self._sink.say(f"dropped a non-JSON line ({len(item)} bytes) from the upstream")
+            return
+        if isinstance(msg, dict):
+            self._track(self._pending_s2c, self._pending_c2s, msg)
+        elif isinstance(msg, list):
+            for element in msg:
+                if isinstance(element, dict):
+                    self._track(self._pending_s2c, self._pending_c2s, element)
+        else:
+            self._sink.say("dropped a JSON line from the upstream that is not a JSON-RPC message")
+            return
+        await self._write_ide(item + b"\n")
+
+    async def _drain_stderr(self) -> None:
+        reader = FdReader(self._child.stderr_fd)
+        at_line_start = True
+        while True:
+            data = await reader.read()
+            if not data:
+                break
+            self._sink.keep(data)
+            out = bytearray()
+            for piece in data.splitlines(keepends=True):
+                if at_line_start:
+                    out += self._prefix
+                out += piece
+                at_line_start = piece.endswith(b"\n")
+            self._sink.write(bytes(out))
+        self._stderr_eof.set()
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _track(
+        mine: dict[tuple[str, Any], str], theirs: dict[tuple[str, Any], str], msg: dict[str, Any]
+    ) -> None:
+        """Requests go into ``mine`` (pending, keyed by id with its JSON type); responses clear
+        the matching request that went the other way."""
+        method = msg.get("method")
+        msg_id = msg.get("id", _MISSING)
+        if msg_id is _MISSING:
+            return
+        if isinstance(method, str):
+            if is_valid_id(msg_id):
+                mine[id_key(msg_id)] = method
+        else:
+            theirs.pop(id_key(msg_id), None)
+
+    async def _answer(self, response: dict[str, Any]) -> None:
+        await self._write_ide(dumps(response) + b"\n")
+
+    async def _write_ide(self, data: bytes) -> None:
+        if self._ide_gone:
+            return
+        try:
+            await self._out.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self._ide_gone = True
+            self._sink.say("client closed its end of the pipe")
+
+
+_INVALID_ID = (
+    "WIRE-INVALID-ID",
+    "tools/call whose id is not a string or an integer; servers would run it unanswered",
+)
