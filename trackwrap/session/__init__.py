@@ -1,1 +1,13 @@
-"""trackwrap.session."""
+"""Sessions: which session a wrapper joins, and the gate that governs its calls."""
+
+from trackwrap.session._governor import CallJudgement, Governor, decision_text, event_body
+from trackwrap.session._resolve import implicit_session_id, new_trace_id
+
+__all__ = [
+    "CallJudgement",
+    "Governor",
+    "decision_text",
+    "event_body",
+    "implicit_session_id",
+    "new_trace_id",
+]

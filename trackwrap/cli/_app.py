@@ -1,0 +1,156 @@
+"""The typer application: ``check``, ``audit show|verify``, ``demo``, ``version``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from trackwrap import __version__
+from trackwrap.cli._build import build_governance, context_factory, resolve_workspace
+from trackwrap.cli._render import event_line
+from trackwrap.cli._settings import load_settings
+from trackwrap.cli._wrap import WRAP_USAGE
+from trackwrap.errors import ConfigError, Error
+
+__all__ = ["app", "run_app"]
+
+HELP = f"""Governs every MCP tool call an AI coding agent makes, before it runs.
+
+Put it in front of an MCP server in your IDE's config:
+
+  {WRAP_USAGE}
+
+Options before `--`: --server NAME, --workspace DIR, --policy FILE, --mode monitor,
+--session ID, --env-allow GLOB, --env-deny GLOB, --max-line-bytes N.
+"""
+
+app = typer.Typer(
+    help=HELP,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+audit_app = typer.Typer(help="Show and verify the audit ledger.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+
+@app.command()
+def version() -> None:
+    """Print trackwrap's version."""
+    out_console.print(f"trackwrap {__version__}")
+
+
+@app.command()
+def check(
+    server: Annotated[str, typer.Option(help="server profile name, e.g. filesystem")],
+    tool: Annotated[str, typer.Option(help="tool name as the upstream calls it")],
+    args: Annotated[str, typer.Option("--args", help="tool arguments as a JSON object")] = "{}",
+    workspace: Annotated[str | None, typer.Option(help="workspace directory")] = None,
+    policy: Annotated[list[Path] | None, typer.Option(help="policy file(s) or dir")] = None,
+    mode: Annotated[str | None, typer.Option(help="enforce or monitor")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON for machines")] = False,
+) -> None:
+    """Evaluate one call through the pipeline, without any upstream and without recording.
+
+    Exit code: 0 when the call would be forwarded, 1 when it would not, 2 on bad input.
+    """
+    try:
+        arguments = json.loads(args)
+    except ValueError as exc:
+        raise ConfigError(f"--args is not valid JSON: {exc}") from exc
+    governance = build_governance(policy_paths=policy or [], mode=mode)
+    ws = resolve_workspace(workspace)
+    decision = governance.pipeline.evaluate(
+        server=server, tool=tool, arguments=arguments, context=context_factory(workspace=ws)()
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(decision.to_json(), ensure_ascii=False) + "\n")
+    else:
+        body = {
+            "kind": "tool_call.decision",
+            "decision": decision.outcome.value,
+            "enforced": decision.enforced,
+            "action_kind": decision.kind,
+            "target": decision.action.target() if decision.action else "",
+            "rule": decision.rule,
+            "reason": decision.reason,
+            "trace": "(dry run)",
+        }
+        out_console.print(event_line(body, workspace=ws))
+        for f in decision.findings:
+            tags = ", ".join(t for t in (f.attack, f.owasp) if t)
+            out_console.print(f"  finding {f.rule} ({f.inspector}, {f.confidence:.2f}) {tags}")
+    forwarded = decision.outcome.value in ("allow", "redact") or not decision.enforced
+    raise typer.Exit(0 if forwarded else 1)
+
+
+@audit_app.command("show")
+def audit_show(
+    session: Annotated[str | None, typer.Option(help="only this session")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep printing new events")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON event per line")] = False,
+) -> None:
+    """Print recorded decisions, oldest first."""
+    from trackwrap.cli._audit import show_events
+
+    show_events(load_settings(), session=session, follow=follow, as_json=as_json,
+                console=out_console)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    session: Annotated[str | None, typer.Option(help="only this session")] = None,
+    public_key: Annotated[
+        list[str] | None,
+        typer.Option(help="trusted seal key as KEY_ID=BASE64 (default: keys the ledger lists)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Verify the hash chain and seals. Exit 0 pass, 1 integrity failure, 2 pass with warnings."""
+    from trackwrap.cli._audit import verify_command
+
+    code = verify_command(load_settings(), session=session, public_keys=public_key or [],
+                          as_json=as_json, console=out_console)
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option(help="keep the throwaway workspace")] = False,
+) -> None:
+    """A scripted agent session against real MCP servers, governed by trackwrap."""
+    from trackwrap.cli._demo import run_demo
+
+    raise typer.Exit(run_demo(load_settings(), console=out_console, keep=keep))
+
+
+def run_app(argv: list[str]) -> int:
+    try:
+        code = app(args=argv, prog_name="trackwrap", standalone_mode=False)
+    except Error as err:
+        err_console.print(f"[red]trackwrap: error:[/red] {err.diagnostics()}", markup=True)
+        return err.exit_code
+    except typer.Exit as done:
+        return int(done.exit_code)
+    except typer.Abort:
+        err_console.print("[red]aborted[/red]")
+        return 130
+    except Exception as exc:
+        from click.exceptions import ClickException
+
+        if isinstance(exc, ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return code if isinstance(code, int) else 0

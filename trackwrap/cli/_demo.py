@@ -1,0 +1,299 @@
+"""``trackwrap demo``: an agent fixing a failing test, through real MCP servers, governed.
+
+It builds a throwaway git repository, starts server-filesystem, mcp-server-git and
+mcp-shell-server each behind ``trackwrap --``, and drives them with the MCP SDK's client the way
+a coding agent would: read, run the test, patch, re-run, branch, commit. Then it tries one read
+outside the workspace, which is denied. Every decision is printed from the ledger as it lands;
+the session is closed with a final seal and verified. Only the ledger stays behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+from rich.console import Console
+from rich.panel import Panel
+from rich.text import Text
+
+import trackwrap
+from trackwrap.cli._render import event_line
+from trackwrap.cli._settings import Settings
+from trackwrap.crypto import KeyStore
+from trackwrap.errors import ConfigError
+from trackwrap.ledger import Ledger, verify_ledger
+from trackwrap.session import new_trace_id
+
+__all__ = ["Peers", "find_peers", "run_demo"]
+
+HANDLERS = '''"""Request handlers for the payments API."""
+
+
+def dispatch(event: dict) -> str:
+    tenant = event["tenant"]
+    return f"tenant:{tenant['id']}"
+'''
+
+FIXED_HANDLERS = '''"""Request handlers for the payments API."""
+
+
+def dispatch(event: dict) -> str:
+    tenant = event.get("tenant")
+    if tenant is None:
+        return "tenant:unknown"
+    return f"tenant:{tenant['id']}"
+'''
+
+TEST = '''import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from api.handlers import dispatch
+
+
+def test_known_tenant():
+    assert dispatch({"tenant": {"id": "t-1"}}) == "tenant:t-1"
+
+
+def test_null_tenant():
+    assert dispatch({"tenant": None}) == "tenant:unknown"
+'''
+
+
+@dataclass(frozen=True, slots=True)
+class Peers:
+    """Where the pinned real MCP servers are installed (by scripts/setup.sh)."""
+
+    filesystem: str
+    git: str
+    shell: str
+    python_bin: str
+
+
+def _repo_root() -> Path:
+    return Path(trackwrap.__file__).resolve().parents[1]
+
+
+def find_peers(roots: Sequence[Path] | None = None) -> Peers:
+    search = list(roots) if roots is not None else [_repo_root(), Path.cwd()]
+    bin_dir = str(Path(sys.executable).parent)
+    found: dict[str, str | None] = {"filesystem": None, "shell": None}
+    for root in search:
+        fs = root / "node_modules" / ".bin" / "mcp-server-filesystem"
+        sh = root / ".peers" / "shell" / "bin" / "mcp-shell-server"
+        found["filesystem"] = found["filesystem"] or (str(fs) if fs.exists() else None)
+        found["shell"] = found["shell"] or (str(sh) if sh.exists() else None)
+    git = shutil.which("mcp-server-git", path=os.pathsep.join([bin_dir, os.environ["PATH"]]))
+    missing = [name for name, path in {**found, "git": git}.items() if path is None]
+    if missing:
+        raise ConfigError(
+            f"the demo's MCP servers are not installed ({', '.join(missing)}); "
+            "run scripts/demo.sh (or scripts/setup.sh) from a trackwrap checkout"
+        )
+    return Peers(
+        filesystem=str(found["filesystem"]),
+        git=str(git),
+        shell=str(found["shell"]),
+        python_bin=bin_dir,
+    )
+
+
+def _git(workspace: Path, *args: str) -> None:
+    subprocess.run(  # noqa: S603
+        ["git", *args],  # noqa: S607
+        cwd=workspace,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(workspace.parent)},
+    )
+
+
+def make_workspace(base: Path) -> Path:
+    ws = base / "payments"
+    (ws / "api").mkdir(parents=True)
+    (ws / "tests").mkdir()
+    (ws / "api" / "__init__.py").write_text("")
+    (ws / "api" / "handlers.py").write_text(HANDLERS)
+    (ws / "tests" / "test_handlers.py").write_text(TEST)
+    _git(ws, "init", "-q", "-b", "main")
+    _git(ws, "config", "user.email", "dev@example.com")
+    _git(ws, "config", "user.name", "Demo Developer")
+    _git(ws, "add", "-A")
+    _git(ws, "commit", "-q", "-m", "Initial payments API")
+    return ws
+
+
+def _text(result: Any) -> str:
+    parts = [getattr(c, "text", "") for c in getattr(result, "content", [])]
+    return "\n".join(p for p in parts if p)
+
+
+class _Printer:
+    """Prints ledger events of one session as they land."""
+
+    def __init__(self, ledger: Ledger, session: str, workspace: str, console: Console) -> None:
+        self._ledger = ledger
+        self._session = session
+        self._workspace = workspace
+        self._console = console
+        self._last = -1
+        self.decisions: list[Mapping[str, object]] = []
+
+    def flush(self) -> None:
+        for event in self._ledger.events(self._session, after_seq=self._last):
+            self._last = event.seq
+            if event.body.get("kind") == "tool_call.decision":
+                self.decisions.append(event.body)
+                self._console.print(event_line(event.body, workspace=self._workspace))
+
+
+async def _agent(
+    *,
+    peers: Peers,
+    workspace: Path,
+    session: str,
+    env: dict[str, str],
+    errlog: TextIO,
+    printer: _Printer,
+    console: Console,
+) -> None:
+    from mcp import Client, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    def wrapped(server: str, argv: list[str], extra: Mapping[str, str] | None = None) -> Client:
+        params = StdioServerParameters(
+            command=sys.executable,
+            args=[
+                "-m", "trackwrap", "--server", server, "--workspace", str(workspace),
+                "--session", session, "--", *argv,
+            ],
+            env={**env, **(extra or {})},
+            cwd=str(workspace),
+        )
+        return Client(stdio_client(params, errlog=errlog))
+
+    ws = str(workspace)
+    async with AsyncExitStack() as stack:
+        fs = await stack.enter_async_context(wrapped("filesystem", [peers.filesystem, ws]))
+        git = await stack.enter_async_context(
+            wrapped("git", [peers.git, "--repository", ws])
+        )
+        shell = await stack.enter_async_context(
+            wrapped("shell", [peers.shell], {
+                "ALLOW_COMMANDS": "pytest,python,python3",
+                # mcp-shell-server runs commands with this PATH, never the inherited one.
+                "MCP_SHELL_SAFE_PATH": os.pathsep.join(
+                    [peers.python_bin, "/usr/local/bin", "/usr/bin", "/bin"]),
+            })
+        )
+
+        async def call(client: Client, tool: str, args: dict[str, Any]) -> str:
+            result = await client.call_tool(tool, args)
+            printer.flush()
+            return _text(result)
+
+        pytest_cmd = ["pytest", "tests/test_handlers.py", "-x", "-q"]
+        console.print(Text("› Reading files", style="bold"))
+        await call(fs, "read_text_file", {"path": f"{ws}/api/handlers.py"})
+        await call(fs, "read_text_file", {"path": f"{ws}/tests/test_handlers.py"})
+        console.print(Text("› Running tests", style="bold"))
+        out = await call(shell, "shell_execute", {"command": pytest_cmd, "directory": ws})
+        console.print(Text(f"       {_last_line(out)}", style="dim"))
+        console.print(Text("› Applying patch", style="bold"))
+        await call(fs, "write_file", {"path": f"{ws}/api/handlers.py", "content": FIXED_HANDLERS})
+        console.print(Text("› Verifying fix", style="bold"))
+        out = await call(shell, "shell_execute", {"command": pytest_cmd, "directory": ws})
+        console.print(Text(f"       {_last_line(out)}", style="dim"))
+        console.print(Text("› Committing on a feature branch", style="bold"))
+        branch = "feature/fix-tenant-dispatch"
+        await call(git, "git_create_branch", {"repo_path": ws, "branch_name": branch})
+        await call(git, "git_checkout", {"repo_path": ws, "branch_name": branch})
+        await call(git, "git_add", {"repo_path": ws, "files": ["api/handlers.py"]})
+        await call(
+            git, "git_commit", {"repo_path": ws, "message": "Fix: handle null tenant in dispatch"}
+        )
+        console.print(Text("› An out-of-scope read", style="bold"))
+        secret = str(Path.home() / ".aws" / "credentials")
+        out = await call(fs, "read_text_file", {"path": secret})
+        console.print(Text(f"       the agent saw: {out.splitlines()[0] if out else ''}",
+                           style="dim"))
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def run_demo(settings: Settings, *, console: Console, keep: bool = False) -> int:
+    peers = find_peers()
+    session = f"sess-demo-{datetime.now(UTC).strftime('%Y%m%d')}-{new_trace_id()[3:]}"
+    base = Path(tempfile.mkdtemp(prefix="trackwrap-demo-"))
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([peers.python_bin, env.get("PATH", "")])
+    env["TRACKWRAP_HOME"] = str(settings.home)
+    env["TRACKWRAP_KEY_BACKEND"] = settings.key_backend
+    keys = KeyStore(settings.home, backend=settings.key_backend,
+                    warn=lambda m: console.print(f"[yellow]{m}[/yellow]"))
+    ledger: Ledger | None = None
+    try:
+        workspace = make_workspace(base)
+        console.print(Panel.fit(
+            f"workspace  {workspace}\nsession    {session}\nledger     {settings.ledger_path}",
+            title="trackwrap demo: \"fix the failing test in api/handlers.py\"",
+        ))
+        ledger = Ledger.open(settings.ledger_path, signer=keys.device_key,
+                             clock_ms=lambda: time.time_ns() // 1_000_000)
+        ledger.ensure_session(session, genesis={"implicit": False, "workspace": str(workspace),
+                                                "trackwrap": trackwrap.__version__,
+                                                "agent": "trackwrap-demo"})
+        printer = _Printer(ledger, session, str(workspace), console)
+        started = time.monotonic()
+        with (base / "servers.log").open("w") as errlog:
+            try:
+                anyio.run(lambda: _agent(peers=peers, workspace=workspace, session=session,
+                                         env=env, errlog=errlog, printer=printer,
+                                         console=console))
+            except Exception as exc:
+                errlog.flush()
+                tail = (base / "servers.log").read_text(errors="replace")[-2000:]
+                raise ConfigError(f"the demo's MCP session failed: {exc!r}\n{tail}") from exc
+        elapsed = time.monotonic() - started
+        printer.flush()
+        ledger.append(session, {"kind": "session.end", "reason": "demo finished"})
+        ledger.seal(session, final=True)
+        allowed = sum(1 for d in printer.decisions if d.get("forwarded"))
+        denied = len(printer.decisions) - allowed
+        console.print(
+            f"\ntrackwrap governed {len(printer.decisions)} actions in {elapsed:.1f}s: "
+            f"[green]{allowed} allowed[/green], [red]{denied} denied[/red]. "
+            "The denied call never reached its server."
+        )
+        report = verify_ledger(settings.ledger_path, session=session)
+        for verdict in report.sessions:
+            style = {"pass": "green", "warn": "yellow", "fail": "red"}[verdict.status]
+            console.print(
+                f"[bold {style}]audit verify: {verdict.status.upper()}[/bold {style}] "
+                f"{verdict.session}: {verdict.events} events, verified through seq "
+                f"{verdict.verified_through_seq}, sealed through seq {verdict.sealed_through_seq}"
+            )
+        console.print(f"[dim]see it again: trackwrap audit show --session {session}[/dim]")
+        return report.exit_code
+    finally:
+        if ledger is not None:
+            ledger.close()
+        if keep:
+            console.print(f"[dim]workspace kept at {base}[/dim]")
+        else:
+            shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,73 @@
+"""How ledger events look on a terminal. Untrusted text is escaped before it is rendered."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from rich.text import Text
+
+__all__ = ["OUTCOME_STYLE", "event_line", "short_target"]
+
+OUTCOME_STYLE = {
+    "allow": "bold green",
+    "redact": "bold cyan",
+    "require_approval": "bold yellow",
+    "deny": "bold red",
+}
+
+
+def _clean(text: str) -> str:
+    """Make control characters (ANSI escapes included) visible instead of interpreting them."""
+    return "".join(ch if ch.isprintable() or ch == " " else f"\\x{ord(ch):02x}" for ch in text)
+
+
+def short_target(target: str, workspace: str | None) -> str:
+    if workspace and os.path.isabs(target):
+        try:
+            rel = os.path.relpath(target, workspace)
+        except ValueError:
+            return target
+        if not rel.startswith(".."):
+            return rel
+    return target
+
+
+def event_line(body: Mapping[str, object], *, workspace: str | None = None) -> Text:
+    """``ALLOW filesystem.read api/handlers.py  rule: WORKSPACE-READ-ALLOW  trace: tr-…``"""
+    kind = str(body.get("kind", ""))
+    line = Text()
+    if kind == "tool_call.decision":
+        outcome = str(body.get("decision", ""))
+        label = outcome.upper().replace("_", " ")
+        if not body.get("enforced", True):
+            label = f"{label} (monitor)"
+        line.append(f"{label:<6}", style=OUTCOME_STYLE.get(outcome, "bold"))
+        line.append(f" {_clean(str(body.get('action_kind', '')))}", style="bold")
+        target = short_target(str(body.get("target", "")), workspace)
+        if target:
+            line.append(f" {_clean(target)}")
+        line.append("  rule: ", style="dim")
+        line.append(_clean(str(body.get("rule", ""))))
+        line.append("  trace: ", style="dim")
+        line.append(_clean(str(body.get("trace", ""))))
+        if outcome != "allow":
+            line.append(f"\n       {_clean(str(body.get('reason', '')))}", style="dim")
+        return line
+    if kind == "segment.seal":
+        final = " (final)" if body.get("final") else ""
+        line.append("SEAL  ", style="bold blue")
+        line.append(
+            f"segment {body.get('segment')} through seq {body.get('tree_size', 0)}{final}"
+            f"  key: {_clean(str(body.get('key_id', '')))}",
+            style="dim",
+        )
+        return line
+    if kind == "session.start":
+        line.append("START ", style="bold blue")
+        line.append(f"session {_clean(str(body.get('session', '')))}")
+        line.append(f"  workspace: {_clean(str(body.get('workspace', '')))}", style="dim")
+        return line
+    line.append(f"{_clean(kind.upper())[:6]:<6}", style="bold blue")
+    line.append(f" seq {body.get('seq')}", style="dim")
+    return line

@@ -1,0 +1,60 @@
+"""The one place that reads trackwrap's environment variables and decides where data lives.
+
+- ``TRACKWRAP_HOME``: where the ledger and key file live (default: the platform's state
+  directory, e.g. ``~/.local/state/trackwrap`` on Linux).
+- ``TRACKWRAP_KEY_BACKEND``: ``auto`` (OS keyring, else a 0600 file), ``keyring`` or ``file``.
+- ``TRACKWRAP_SESSION``: the session a wrapper joins instead of its workspace's implicit one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from trackwrap.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+KEY_BACKENDS = ("auto", "keyring", "file")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    key_backend: str
+    session: str | None
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.home / "ledger.db"
+
+
+def _default_home(environ: Mapping[str, str]) -> Path:
+    user_home = Path(environ.get("HOME") or Path.home())
+    if sys.platform == "darwin":
+        return user_home / "Library" / "Application Support" / "trackwrap"
+    if sys.platform == "win32":
+        base = environ.get("LOCALAPPDATA")
+        return Path(base) / "trackwrap" if base else user_home / "AppData" / "Local" / "trackwrap"
+    state = environ.get("XDG_STATE_HOME")
+    return (Path(state) if state else user_home / ".local" / "state") / "trackwrap"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    home = Path(env["TRACKWRAP_HOME"]) if env.get("TRACKWRAP_HOME") else _default_home(env)
+    backend = env.get("TRACKWRAP_KEY_BACKEND", "auto") or "auto"
+    if backend not in KEY_BACKENDS:
+        raise ConfigError(
+            f"TRACKWRAP_KEY_BACKEND={backend!r} is not one of {', '.join(KEY_BACKENDS)}"
+        )
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create trackwrap's home {home}: {exc.strerror}; set TRACKWRAP_HOME"
+        ) from exc
+    return Settings(home=home, key_backend=backend, session=env.get("TRACKWRAP_SESSION") or None)

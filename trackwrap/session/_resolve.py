@@ -1,0 +1,24 @@
+"""Which session a wrapper joins.
+
+Until a session is started explicitly, every wrapper of one workspace joins the same *implicit*
+session: ``sess-<UTC date>-<hash of the workspace path>``. The id is derived, not stored, so
+concurrent wrappers agree on it without talking to each other; ``TRACKWRAP_SESSION`` (or
+``--session``) names a session explicitly instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+__all__ = ["implicit_session_id", "new_trace_id"]
+
+
+def implicit_session_id(workspace: str, *, now: datetime) -> str:
+    digest = hashlib.sha256(workspace.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"sess-{now.strftime('%Y-%m-%d')}-{digest}"
+
+
+def new_trace_id() -> str:
+    return f"tr-{secrets.token_hex(6)}"
