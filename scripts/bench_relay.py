@@ -24,6 +24,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ECHO = [sys.executable, "-m", "tests.servers.echo"]
+SDK_ECHO = [sys.executable, "-m", "tests.servers.sdk_echo"]
+SERVERS = {
+    "SDK echo server (mcp MCPServer)": SDK_ECHO,
+    "raw echo server (no SDK)": ECHO,
+}
 POLICY = ROOT / "tests" / "data" / "echo-policy.yaml"
 
 
@@ -122,26 +127,28 @@ def main() -> None:
             "params": {"name": "echo", "arguments": {"message": "hi"}}}
     deny = {"jsonrpc": "2.0", "method": "tools/call",
             "params": {"name": "write_file", "arguments": {"path": "/etc/x", "content": "x"}}}
-    rows = [
-        ("direct", ECHO, echo),
-        ("byte relay (baseline)", byte_relay(*ECHO), echo),
-        ("trackwrap allow", trackwrap(*ECHO), echo),
-        ("trackwrap deny", trackwrap(*ECHO), deny),
-    ]
-    results = {}
-    print(f"round trip of one tools/call, {opts.calls} calls after {opts.warmup} warm-up")
-    print(f"{'path':<24}{'p50 µs':>10}{'p99 µs':>10}{'Δp50 vs direct':>16}")
-    for name, argv, req in rows:
-        s = measure(argv, env, req, opts.calls, opts.warmup)
-        results[name] = statistics.median(s)
-        delta = results[name] - results["direct"]
-        print(f"{name:<24}{statistics.median(s):>10.0f}{p(s, 99):>10.0f}{delta:>+16.0f}")
-    print()
-    over = results["trackwrap allow"] - results["direct"]
-    print(f"trackwrap allow adds {over:.0f} µs p50 over direct (target ≤ 400 µs); "
-          f"the byte relay alone adds {results['byte relay (baseline)'] - results['direct']:.0f}")
-    print(f"deny path / direct = {results['trackwrap deny'] / results['direct']:.2f} "
-          "(target < 1.00: a deny is answered without the server)")
+    for label, server in SERVERS.items():
+        rows = [
+            ("direct", server, echo),
+            ("byte relay (baseline)", byte_relay(*server), echo),
+            ("trackwrap allow", trackwrap(*server), echo),
+            ("trackwrap deny", trackwrap(*server), deny),
+        ]
+        results = {}
+        print(f"\n{label}: one tools/call round trip, {opts.calls} calls after "
+              f"{opts.warmup} warm-up")
+        print(f"{'path':<24}{'p50 µs':>10}{'p99 µs':>10}{'Δp50 vs direct':>16}")
+        for name, argv, req in rows:
+            s = measure(argv, env, req, opts.calls, opts.warmup)
+            results[name] = statistics.median(s)
+            delta = results[name] - results["direct"]
+            print(f"{name:<24}{statistics.median(s):>10.0f}{p(s, 99):>10.0f}{delta:>+16.0f}")
+        over = results["trackwrap allow"] - results["direct"]
+        relay = results["byte relay (baseline)"] - results["direct"]
+        print(f"trackwrap allow adds {over:.0f} µs p50 over direct (target ≤ 400 µs; "
+              f"the byte relay alone adds {relay:.0f})")
+        print(f"deny path / direct = {results['trackwrap deny'] / results['direct']:.2f} "
+              "(target < 1.00: a deny is answered without the server)")
     print()
     bare = wall_ms([sys.executable, "-c", "pass"], env, opts.runs)
     helpt = wall_ms([sys.executable, "-m", "trackwrap", "--help"], env, opts.runs)

@@ -11,10 +11,9 @@ import typer
 from rich.console import Console
 
 from trackwrap import __version__
-from trackwrap.cli._build import build_governance, context_factory, resolve_workspace
 from trackwrap.cli._render import event_line
-from trackwrap.cli._settings import load_settings
-from trackwrap.cli._wrap import WRAP_USAGE
+from trackwrap.cli._settings import load_settings, resolve_workspace
+from trackwrap.cli._usage import WRAP_USAGE
 from trackwrap.errors import ConfigError, Error
 
 __all__ = ["app", "run_app"]
@@ -63,6 +62,8 @@ def check(
 
     Exit code: 0 when the call would be forwarded, 1 when it would not, 2 on bad input.
     """
+    from trackwrap.cli._build import build_governance, context_factory
+
     try:
         arguments = json.loads(args)
     except ValueError as exc:

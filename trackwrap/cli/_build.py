@@ -18,7 +18,7 @@ from trackwrap.errors import ConfigError
 from trackwrap.inspectors import default_inspectors
 from trackwrap.policy import Context, Mode, Pipeline, Policy, ServerProfile
 
-__all__ = ["Governance", "build_governance", "context_factory", "resolve_workspace"]
+__all__ = ["Governance", "build_governance", "context_factory"]
 
 MODES = ("enforce", "monitor")
 
@@ -47,13 +47,6 @@ def build_governance(
         policy = policy.with_mode(Mode(mode))
     pipeline = Pipeline(profiles=profiles, policy=policy, inspectors=default_inspectors())
     return Governance(pipeline=pipeline, policy=policy, profiles=profiles)
-
-
-def resolve_workspace(workspace: str | None) -> str:
-    path = os.path.realpath(os.path.expanduser(workspace or os.getcwd()))
-    if not os.path.isdir(path):
-        raise ConfigError(f"workspace {workspace!r} is not a directory")
-    return path
 
 
 def context_factory(

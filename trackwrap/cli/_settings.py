@@ -16,7 +16,7 @@ from pathlib import Path
 
 from trackwrap.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "resolve_workspace"]
 
 KEY_BACKENDS = ("auto", "keyring", "file")
 
@@ -58,3 +58,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"cannot create trackwrap's home {home}: {exc.strerror}; set TRACKWRAP_HOME"
         ) from exc
     return Settings(home=home, key_backend=backend, session=env.get("TRACKWRAP_SESSION") or None)
+
+
+def resolve_workspace(workspace: str | None) -> str:
+    """The workspace as a real path (default: the current directory)."""
+    path = os.path.realpath(os.path.expanduser(workspace or os.getcwd()))
+    if not os.path.isdir(path):
+        raise ConfigError(f"workspace {workspace!r} is not a directory")
+    return path

@@ -1,42 +1,35 @@
 """``trackwrap [options] -- <upstream command…>``: the governed relay.
 
-This path is kept light: no typer, no rich, no MCP SDK. Key material is loaded only when the
-first seal is written.
+The start path is kept short: the upstream is spawned as soon as its command is resolved, and
+the policy, profiles and ledger load while it boots (it gets no message before the relay runs,
+so nothing reaches it ungoverned). No typer, rich or MCP SDK here; key material is loaded only
+when the first seal is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-
-import anyio
+from typing import TYPE_CHECKING
 
 from trackwrap import __version__
-from trackwrap.cli._build import build_governance, context_factory, resolve_workspace
-from trackwrap.cli._settings import load_settings
-from trackwrap.config import infer_server_name
-from trackwrap.crypto import KeyStore
+from trackwrap.cli._settings import Settings, load_settings, resolve_workspace
+from trackwrap.cli._usage import WRAP_USAGE
 from trackwrap.errors import ConfigError
-from trackwrap.ledger import Ledger
-from trackwrap.relay import (
-    DEFAULT_MAX_LINE,
-    Relay,
-    RelayOptions,
-    StderrSink,
-    child_environment,
-    make_pollable,
-    resolve_command,
-    spawn_child,
-)
-from trackwrap.session import Governor, implicit_session_id, new_trace_id
+from trackwrap.relay._framing import DEFAULT_MAX_LINE
+from trackwrap.relay._process import Child, child_environment, resolve_command, spawn_child
 
-__all__ = ["WRAP_USAGE", "run_wrapper"]
+if TYPE_CHECKING:
+    from trackwrap.crypto import SigningKey
+    from trackwrap.relay import StderrSink
+    from trackwrap.session import Governor
 
-WRAP_USAGE = "trackwrap [--server NAME] [--workspace DIR] [options] -- <upstream command…>"
+__all__ = ["run_wrapper"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,26 +64,99 @@ def run_wrapper(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
     command = list(argv[split + 1 :])
     if opts.max_line_bytes < 1024:
         raise ConfigError("--max-line-bytes must be at least 1024")
+    if opts.seal_interval <= 0 or opts.grace < 0:
+        raise ConfigError("--seal-interval must be positive and --grace not negative")
     settings = load_settings(env)
+    workspace = resolve_workspace(opts.workspace)
+    exe_argv = resolve_command(command, path=env.get("PATH"))
+    child = spawn_child(
+        exe_argv,
+        env=child_environment(env, allow=opts.env_allow, deny=opts.env_deny),
+        cwd=None,
+    )
+    try:
+        return _govern(
+            child, opts=opts, command=command, settings=settings, workspace=workspace, env=env
+        )
+    except BaseException:
+        child.signal_group(signal.SIGKILL)
+        child.proc.wait()
+        child.close_pipes()
+        raise
+
+
+def _govern(
+    child: Child,
+    *,
+    opts: argparse.Namespace,
+    command: list[str],
+    settings: Settings,
+    workspace: str,
+    env: Mapping[str, str],
+) -> int:
+    import anyio
+
+    from trackwrap.relay import Relay, RelayOptions, StderrSink, make_pollable
+
+    sink = StderrSink()
+
+    def build_gate() -> Governor:
+        """Runs on a worker thread while the upstream boots and the handshake is relayed."""
+        return _build_governor(
+            opts=opts, command=command, settings=settings, workspace=workspace, env=env,
+            sink=sink,
+        )
+
+    saved = {fd: make_pollable(fd) for fd in (0, 1, 2)}
+    relay = Relay(
+        child=child,
+        gate=build_gate,
+        sink=sink,
+        options=RelayOptions(
+            server=opts.server or Path(command[0]).name,
+            max_line=opts.max_line_bytes,
+            grace_s=opts.grace,
+            term_s=opts.grace,
+        ),
+    )
+    try:
+        return anyio.run(relay.run)
+    finally:
+        if relay.gate is not None:
+            relay.gate.close()
+        for fd, was_blocking in saved.items():
+            if was_blocking is not None:
+                os.set_blocking(fd, was_blocking)
+
+
+def _build_governor(
+    *,
+    opts: argparse.Namespace,
+    command: list[str],
+    settings: Settings,
+    workspace: str,
+    env: Mapping[str, str],
+    sink: StderrSink,
+) -> Governor:
+    from trackwrap.cli._build import build_governance, context_factory
+    from trackwrap.config import infer_server_name
+    from trackwrap.ledger import Ledger
+    from trackwrap.session import Governor, implicit_session_id, new_trace_id
+
     governance = build_governance(
         policy_paths=opts.policy, profile_dirs=opts.profiles, mode=opts.mode
     )
-    exe_argv = resolve_command(command, path=env.get("PATH"))
     server = opts.server or infer_server_name(command, governance.profiles)
-    workspace = resolve_workspace(opts.workspace)
-    session = (
-        opts.session
-        or settings.session
-        or implicit_session_id(workspace, now=datetime.now(UTC))
+    explicit = opts.session or settings.session
+    session = explicit or implicit_session_id(workspace, now=datetime.now(UTC))
+    ledger = Ledger.open(
+        settings.ledger_path, signer=_lazy_signer(settings, sink), clock_ms=_now_ms
     )
-    sink = StderrSink()
-    keys = KeyStore(settings.home, backend=settings.key_backend, warn=sink.say)
-    ledger = Ledger.open(settings.ledger_path, signer=keys.device_key, clock_ms=_now_ms)
     try:
         ledger.ensure_session(
             session,
             genesis={
-                "implicit": not (opts.session or settings.session),
+                "implicit": not explicit,
                 "workspace": workspace,
                 "trackwrap": __version__,
                 "user": env.get("USER") or env.get("USERNAME") or "",
@@ -99,7 +165,7 @@ def run_wrapper(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
     except BaseException:
         ledger.close()
         raise
-    governor = Governor(
+    return Governor(
         pipeline=governance.pipeline,
         ledger=ledger,
         session=session,
@@ -111,28 +177,14 @@ def run_wrapper(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
         new_trace=new_trace_id,
         seal_interval_s=opts.seal_interval,
     )
-    try:
-        child = spawn_child(
-            exe_argv,
-            env=child_environment(env, allow=opts.env_allow, deny=opts.env_deny),
-            cwd=None,
-        )
-    except BaseException:
-        governor.close()
-        raise
-    saved = {fd: make_pollable(fd) for fd in (0, 1, 2)}
-    relay = Relay(
-        child=child,
-        gate=governor,
-        sink=sink,
-        options=RelayOptions(
-            server=server, max_line=opts.max_line_bytes, grace_s=opts.grace, term_s=opts.grace
-        ),
-    )
-    try:
-        return anyio.run(relay.run)
-    finally:
-        governor.close()
-        for fd, was_blocking in saved.items():
-            if was_blocking is not None:
-                os.set_blocking(fd, was_blocking)
+
+
+def _lazy_signer(settings: Settings, sink: StderrSink) -> Callable[[], SigningKey]:
+    """The device key, loaded (with ``cryptography`` and ``keyring``) at the first seal."""
+
+    def signer() -> SigningKey:
+        from trackwrap.crypto import KeyStore
+
+        return KeyStore(settings.home, backend=settings.key_backend, warn=sink.say).device_key()
+
+    return signer

@@ -12,8 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, cast
 
-import rfc8785
-
+from trackwrap._canonical import CanonicalError, canonical_json
 from trackwrap.errors import LedgerError
 
 __all__ = [
@@ -70,8 +69,8 @@ def check_values(record: Mapping[str, object]) -> None:
 
 
 def jcs(value: object) -> bytes:
-    """``rfc8785.dumps`` on an already checked value (raises its own errors)."""
-    return rfc8785.dumps(cast(Any, value))
+    """RFC 8785 bytes of an already checked value (raises :class:`CanonicalError`)."""
+    return canonical_json(cast(Any, value))
 
 
 def canonical(record: Mapping[str, object]) -> bytes:
@@ -85,10 +84,8 @@ def canonical(record: Mapping[str, object]) -> bytes:
     _check(as_dict, "record")
     try:
         return jcs(as_dict)
-    except rfc8785.CanonicalizationError as exc:
+    except CanonicalError as exc:
         raise LedgerError(f"record cannot be canonicalized: {exc}") from exc
-    except UnicodeEncodeError as exc:
-        raise LedgerError(f"record holds a string that is not valid Unicode: {exc}") from exc
 
 
 def record_hash(raw: bytes) -> str:

@@ -33,7 +33,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
                 seq INTEGER NOT NULL,
                 body BLOB NOT NULL,
                 PRIMARY KEY (session, seq)
-            )
+            ) WITHOUT ROWID
             """,
             """
             CREATE TABLE sessions (

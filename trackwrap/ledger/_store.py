@@ -198,6 +198,7 @@ class Ledger:
         self._seal_every = seal_every
         self._key: SigningKey | None = None
         self._mutex = threading.RLock()
+        self._unflushed = False
 
     @classmethod
     def open(
@@ -274,13 +275,17 @@ class Ledger:
             self._append_locked(txn, session, None, fields)
             return True
 
-    def append(self, session: str, body: Mapping[str, object]) -> Appended:
+    def append(
+        self, session: str, body: Mapping[str, object], *, sync: bool = True
+    ) -> Appended:
         """Append one record to ``session``; return after it is committed.
 
         ``body`` supplies ``kind`` and the event's fields (str/int/bool/None/list/dict only); the
         ledger adds ``v``, ``session``, ``seq``, ``prev`` and ``ts_ms``. ``session.start`` and
         ``segment.seal`` are written by :meth:`ensure_session` and the seal methods only. When
         ``seal_every`` records are unsealed, a seal is appended in the same transaction.
+
+        ``sync=False`` commits without waiting for the disk (see :meth:`flush`).
 
         Raises:
             LedgerError: bad body (nothing is written), unknown or closed session, SQLite failure,
@@ -290,9 +295,33 @@ class Ledger:
         fields = _validate_body(body, what="a ledger record")
         if fields["kind"] in {KIND_START, KIND_SEAL}:
             raise LedgerError(f"kind {fields['kind']!r} is written by the ledger itself")
-        with self._write("append a record") as txn:
+        with self._write("append a record", sync=sync) as txn:
             tip = self._open_tip(txn, session)
             return self._append_locked(txn, session, tip, fields)
+
+    def flush(self) -> None:
+        """Make records appended with ``sync=False`` durable against power loss (fsync the WAL).
+
+        Used after a deny has been answered: the deny's record was committed (safe against a
+        crash of the process) before the answer, and reaches the disk right after it."""
+        with self._mutex:
+            if not self._unflushed:
+                return
+            self._unflushed = False
+        # Outside the mutex: appends go on while the disk catches up (safe from any thread).
+        wal = self._path.with_name(self._path.name + "-wal")
+        try:
+            fd = os.open(wal, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # checkpointed and removed: already on disk
+        except OSError as exc:
+            raise LedgerError(f"audit ledger {wal}: cannot flush: {exc.strerror}") from exc
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise LedgerError(f"audit ledger {wal}: cannot flush: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
 
     def seal(self, session: str, *, final: bool = False) -> int | None:
         """Seal the unsealed tail; return the seal's seq, or None if there was nothing to seal.
@@ -385,7 +414,9 @@ class Ledger:
         return result
 
     def close(self) -> None:
-        """Close the database handle; idempotent."""
+        """Close the database handle (after a :meth:`flush`); idempotent."""
+        with contextlib.suppress(LedgerError):
+            self.flush()
         with self._mutex:
             if self._conn is not None:
                 conn, self._conn = self._conn, None
@@ -410,11 +441,16 @@ class Ledger:
                 raise translate_sqlite_error(exc, path=self._path, doing=doing) from exc
 
     @contextlib.contextmanager
-    def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction; rolled back on any exception (cancellation too)."""
+    def _write(self, doing: str, *, sync: bool = True) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction; rolled back on any exception (cancellation too).
+
+        ``sync=False`` commits with ``synchronous=NORMAL``: the record survives a crash of the
+        process at once, and power loss after the next :meth:`flush` (or any synced commit)."""
         with self._mutex:
             conn = self._live()
             try:
+                if not sync:
+                    conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise translate_sqlite_error(exc, path=self._path, doing=doing) from exc
@@ -428,6 +464,11 @@ class Ledger:
                 if isinstance(exc, sqlite3.Error):
                     raise translate_sqlite_error(exc, path=self._path, doing=doing) from exc
                 raise
+            finally:
+                if not sync:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("PRAGMA synchronous = FULL")
+                        self._unflushed = True
 
     def _live(self) -> sqlite3.Connection:
         if self._conn is None:

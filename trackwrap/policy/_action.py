@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
-
+from trackwrap._canonical import CanonicalError, canonical_json
 from trackwrap.errors import NormalizeError
 
 __all__ = ["Action", "PathArg", "action_hash"]
@@ -69,8 +68,8 @@ def action_hash(server: str, tool: str, arguments: object) -> str:
     """
     try:
         body: Any = {"server": server, "tool": tool, "arguments": arguments}
-        canonical = rfc8785.dumps(body)
-    except (rfc8785.CanonicalizationError, ValueError, TypeError, RecursionError) as exc:
+        canonical = canonical_json(body)
+    except CanonicalError as exc:
         raise NormalizeError(
             f"arguments of {server}.{tool} have no canonical JSON form: {exc}"
         ) from exc

@@ -49,8 +49,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
-
+from trackwrap._canonical import CanonicalError, canonical_json
 from trackwrap.errors import ProfileError
 from trackwrap.policy._action import Action
 from trackwrap.policy._conditions import (
@@ -221,8 +220,8 @@ class Policy:
             seen[rule.id] = rule
         body: Any = {"mode": mode.value, "rules": [dict(rule.spec) for rule in rules]}
         try:
-            canonical = rfc8785.dumps(body)
-        except (rfc8785.CanonicalizationError, ValueError, TypeError) as exc:
+            canonical = canonical_json(body)
+        except CanonicalError as exc:
             raise ProfileError(f"policy has values JSON cannot carry: {exc}") from exc
         digest = "sha256:" + hashlib.sha256(canonical).hexdigest()
         return cls(rules=tuple(rules), mode=mode, policy_hash=digest)

@@ -74,15 +74,34 @@ class FdWriter:
 
     async def write(self, data: bytes) -> None:
         """Write all of ``data``; raises ``BrokenPipeError`` if the reader is gone."""
+        if not self._lock.locked():
+            # Fast path: the pipe takes the whole message at once and nothing can interleave.
+            try:
+                n = os.write(self._fd, data)
+            except BlockingIOError:
+                n = 0
+            if n == len(data):
+                return
+            # A partial write: hold the lock (free: nothing awaited since the check) until the
+            # rest is out, so another writer's message cannot land in the middle.
+            self._lock.acquire_nowait()
+            try:
+                await self._write_rest(data[n:])
+            finally:
+                self._lock.release()
+            return
         async with self._lock:
-            view = memoryview(data)
-            while view:
-                try:
-                    n = os.write(self._fd, view)
-                except BlockingIOError:
-                    await anyio.wait_writable(self._fd)
-                    continue
-                view = view[n:]
+            await self._write_rest(data)
+
+    async def _write_rest(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self._fd, view)
+            except BlockingIOError:
+                await anyio.wait_writable(self._fd)
+                continue
+            view = view[n:]
 
 
 class StderrSink:

@@ -50,6 +50,11 @@ class Judgement(Protocol):
 class Gate(Protocol):
     """What the relay needs from governance. Implementations must not raise."""
 
+    @property
+    def server(self) -> str:
+        """The upstream's name (its profile), used to label its stderr lines."""
+        ...
+
     def evaluate(self, request: dict[str, Any]) -> Judgement:
         """Run the pipeline on a ``tools/call`` request; nothing is recorded yet."""
         ...
@@ -61,8 +66,16 @@ class Gate(Protocol):
         answer with instead. ``override`` = (rule, reason) turns the call into a deny."""
         ...
 
+    def settle(self) -> None:
+        """Called after trackwrap has answered calls itself (e.g. to make records durable)."""
+        ...
+
     def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
         """Tasks to run for as long as the relay runs (e.g. periodic sealing)."""
+        ...
+
+    def close(self) -> None:
+        """Called once when the relay has finished."""
         ...
 
 
@@ -80,14 +93,16 @@ class Relay:
         self,
         *,
         child: Child,
-        gate: Gate,
+        gate: Callable[[], Gate],
         sink: StderrSink,
         options: RelayOptions,
         stdin_fd: int = 0,
         stdout_fd: int = 1,
     ) -> None:
         self._child = child
-        self._gate = gate
+        self._gate_factory = gate
+        self._gate: Gate | None = None
+        self._gate_ready = anyio.Event()
         self._sink = sink
         self._opts = options
         self._stdin_fd = stdin_fd
@@ -113,8 +128,7 @@ class Relay:
             tg.start_soon(self._drain_stderr)
             tg.start_soon(self._watch_parent, tg)
             tg.start_soon(self._watch_signals, tg)
-            for task in self._gate.background():
-                tg.start_soon(task)
+            tg.start_soon(self._load_gate, tg)
             code = await anyio.to_thread.run_sync(self._child.proc.wait, abandon_on_cancel=True)
             self._child_exited.set()
             with anyio.move_on_after(1.0):
@@ -128,6 +142,29 @@ class Relay:
             tg.cancel_scope.cancel()
         self._child.close_pipes()
         return 128 - code if code < 0 else code
+
+    @property
+    def gate(self) -> Gate | None:
+        """The gate, once it has loaded (for the caller to close)."""
+        return self._gate
+
+    async def _load_gate(self, tg: anyio.abc.TaskGroup) -> None:
+        """Build the gate on a worker thread while the upstream boots and the handshake is
+        relayed; no ``tools/call`` is handled before it is ready. A failure propagates and
+        stops the relay."""
+        gate = await anyio.to_thread.run_sync(self._gate_factory)
+        self._gate = gate
+        self._prefix = f"[{gate.server}] ".encode()
+        for task in gate.background():
+            tg.start_soon(task)
+        self._gate_ready.set()
+
+    async def _ready_gate(self) -> Gate:
+        if self._gate is None:
+            await self._gate_ready.wait()
+        if self._gate is None:  # pragma: no cover - _gate_ready is set only after _gate
+            raise RuntimeError("gate not loaded")
+        return self._gate
 
     async def _child_died(self, code: int) -> None:
         self._sink.say(f"upstream {self._opts.server} exited with code {code}")
@@ -210,34 +247,34 @@ class Relay:
         if isinstance(msg, dict):
             method = msg.get("method")
             if method == "tools/call":
-                await self._govern(msg, item)
+                await self._govern(await self._ready_gate(), msg, item)
                 return
             if method == "notifications/cancelled" and self._cancels_own_answer(msg):
                 return
             self._track(self._pending_c2s, self._pending_s2c, msg)
             await self._send_child(item)
         elif isinstance(msg, list):
-            await self._govern_batch(msg, item)
+            await self._govern_batch(await self._ready_gate(), msg, item)
         else:
             await self._answer(
                 error_response(None, INVALID_REQUEST, "invalid request: not a JSON-RPC object")
             )
 
-    async def _govern(self, msg: dict[str, Any], raw: bytes) -> None:
+    async def _govern(self, gate: Gate, msg: dict[str, Any], raw: bytes) -> None:
         msg_id = msg.get("id", _MISSING)
         override = None if is_valid_id(msg_id) else _INVALID_ID
-        result = self._judge_and_commit(msg, override)
+        result = self._commit(gate, self._evaluate(gate, msg), override)
         if result is None:
             self._pending_c2s[id_key(msg_id)] = "tools/call"
             await self._send_child(raw)
             return
-        await self._answer_call(msg_id, result)
+        await self._answer_call(gate, msg_id, result)
 
-    async def _govern_batch(self, batch: list[Any], raw: bytes) -> None:
+    async def _govern_batch(self, gate: Gate, batch: list[Any], raw: bytes) -> None:
         if not batch:
             await self._answer(error_response(None, INVALID_REQUEST, "invalid request: empty"))
             return
-        answers = self._judge_batch(batch)
+        answers = self._judge_batch(gate, batch)
         if not answers:
             for element in batch:
                 if isinstance(element, dict):
@@ -251,12 +288,13 @@ class Relay:
         ]
         if out:
             await self._write_ide(dumps(out) + b"\n")
+        self._settle(gate)
 
-    def _judge_batch(self, batch: list[Any]) -> dict[int, dict[str, Any]]:
+    def _judge_batch(self, gate: Gate, batch: list[Any]) -> dict[int, dict[str, Any]]:
         """Decide and record every ``tools/call`` in a batch. If any one is not allowed, all of
         them are answered by trackwrap (an empty result means: forward the batch as it is)."""
         calls = [
-            (index, el, self._evaluate(el))
+            (index, el, self._evaluate(gate, el))
             for index, el in enumerate(batch)
             if isinstance(el, dict) and el.get("method") == "tools/call"
         ]
@@ -278,7 +316,7 @@ class Relay:
                     "BATCH-DENIED",
                     f"the batch also holds a call that is not allowed (element {blocked})",
                 )
-            result = self._commit(judgement, override)
+            result = self._commit(gate, judgement, override)
             if result is not None:
                 answers[index] = result
                 if blocked is None:
@@ -311,30 +349,25 @@ class Relay:
             )
         return None
 
-    def _evaluate(self, msg: dict[str, Any]) -> Judgement | None:
+    def _evaluate(self, gate: Gate, msg: dict[str, Any]) -> Judgement | None:
         try:
-            return self._gate.evaluate(msg)
+            return gate.evaluate(msg)
         except Exception:  # noqa: BLE001 - pipeline boundary: any failure is a deny
             self._sink.say("internal error while evaluating a tools/call; denied")
             return None
 
     def _commit(
-        self, judgement: Judgement | None, override: tuple[str, str] | None
+        self, gate: Gate, judgement: Judgement | None, override: tuple[str, str] | None
     ) -> dict[str, Any] | None:
         if judgement is None:
             return tool_error_result("DENY — trackwrap could not evaluate this call (fail closed)")
         try:
-            return self._gate.commit(judgement, override=override)
+            return gate.commit(judgement, override=override)
         except Exception:  # noqa: BLE001 - pipeline boundary: any failure is a deny
             self._sink.say("internal error while recording a tools/call; denied")
             return tool_error_result("DENY — trackwrap could not record this call (fail closed)")
 
-    def _judge_and_commit(
-        self, msg: dict[str, Any], override: tuple[str, str] | None
-    ) -> dict[str, Any] | None:
-        return self._commit(self._evaluate(msg), override)
-
-    async def _answer_call(self, msg_id: object, result: dict[str, Any]) -> None:
+    async def _answer_call(self, gate: Gate, msg_id: object, result: dict[str, Any]) -> None:
         if is_valid_id(msg_id):
             self._remember_answered(msg_id)
             await self._answer(result_response(msg_id, result))
@@ -342,6 +375,13 @@ class Relay:
             await self._answer(error_response(msg_id, INVALID_REQUEST, _INVALID_ID[1]))
         else:
             self._sink.say("denied a tools/call sent as a notification (no id)")
+        self._settle(gate)
+
+    def _settle(self, gate: Gate) -> None:
+        try:
+            gate.settle()
+        except Exception:  # noqa: BLE001 - pipeline boundary: report, the answer stands
+            self._sink.say("internal error while settling the audit record")
 
     def _remember_answered(self, msg_id: object) -> None:
         self._answered[id_key(msg_id)] = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from trackwrap.errors import LedgerError
 from trackwrap.ledger import Ledger
@@ -129,6 +130,11 @@ class Governor:
         self._new_trace = new_trace
         self._seal_interval_s = seal_interval_s
         self._on_record = on_record
+        self._flush_due = anyio.Event()
+
+    @property
+    def server(self) -> str:
+        return self._server
 
     def evaluate(self, request: dict[str, Any]) -> CallJudgement:
         params = request.get("params")
@@ -186,7 +192,10 @@ class Governor:
         decision = judgement.decision
         target = str(body["target"])
         try:
-            self._ledger.append(self._session, body)
+            # A call that will be forwarded is recorded durably first (write-ahead). A call
+            # trackwrap answers itself is committed crash-safe now and fsynced in settle(),
+            # right after the answer is written.
+            self._ledger.append(self._session, body, sync=judgement.allowed)
         except LedgerError as exc:
             self._sink.say(f"audit ledger cannot be written, call denied: {exc}")
             failed = replace(
@@ -206,8 +215,22 @@ class Governor:
             decision_text(decision, tool=judgement.tool, target=target, trace=trace)
         )
 
+    def settle(self) -> None:
+        """After trackwrap answered calls itself: have their records fsynced, off the path of
+        the next message (a worker thread does it; :meth:`close` does it at the latest)."""
+        self._flush_due.set()
+
     def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
-        return (self._seal_periodically,)
+        return (self._seal_periodically, self._flush_when_due)
+
+    async def _flush_when_due(self) -> None:
+        while True:
+            await self._flush_due.wait()
+            self._flush_due = anyio.Event()
+            try:
+                await anyio.to_thread.run_sync(self._ledger.flush)
+            except LedgerError as exc:
+                self._sink.say(f"audit ledger could not be flushed to disk: {exc}")
 
     async def _seal_periodically(self) -> None:
         interval_ms = int(self._seal_interval_s * 1000)

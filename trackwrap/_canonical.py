@@ -1,0 +1,60 @@
+"""RFC 8785 (JCS) canonical JSON, fast.
+
+For values made of dicts with string keys, lists, strings, booleans, None and integers within
++/-(2**53 - 1), JCS equals ``json.dumps(sort_keys=True, separators=(",", ":"),
+ensure_ascii=False)``: both escape exactly ``"``, ``\\``, and the control characters below
+U+0020 (short forms for ``\\b \\t \\n \\f \\r``, lowercase ``\\u00xx`` otherwise). The one
+difference, key order by UTF-16 code units rather than code points, only shows when a key holds
+a character above U+FFFF; such values, floats, and anything unusual go through the ``rfc8785``
+reference implementation, which also raises for what JCS cannot encode (NaN, lone
+surrogates, integers beyond 2**53).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import rfc8785
+
+__all__ = ["CanonicalError", "canonical_json"]
+
+_MAX_SAFE = 2**53 - 1
+_encode = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+
+class CanonicalError(ValueError):
+    """A value that has no RFC 8785 form."""
+
+
+def _simple(value: object, depth: int = 0) -> bool:
+    """True when the fast encoder is exact for ``value``."""
+    if value is None or isinstance(value, str | bool):
+        return True
+    if isinstance(value, int):
+        return -_MAX_SAFE <= value <= _MAX_SAFE
+    if depth > 64:
+        return False
+    if isinstance(value, dict):
+        return all(
+            isinstance(key, str) and not (key and max(key) > "\uffff") and _simple(item, depth + 1)
+            for key, item in value.items()
+        )
+    if isinstance(value, list):
+        return all(_simple(item, depth + 1) for item in value)
+    return False
+
+
+def canonical_json(value: Any) -> bytes:
+    """The RFC 8785 bytes of ``value``; :class:`CanonicalError` if it has none."""
+    if _simple(value):
+        try:
+            return _encode(value).encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: the reference implementation names the problem
+    try:
+        return bytes(rfc8785.dumps(value))
+    except (rfc8785.CanonicalizationError, ValueError, TypeError, RecursionError) as exc:
+        raise CanonicalError(str(exc) or type(exc).__name__) from exc
