@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from tests._wrapper import (
@@ -324,5 +325,19 @@ async def test_sigterm_to_the_wrapper_stops_the_server():
     await w.initialize()
     child = child_pids(w.proc.pid)[0]
     w.proc.terminate()
-    await w.wait()
+    code, err = await w.finish()
+    assert "received signal" in err, (code, err)
     await wait_group_gone(child)
+
+
+async def test_sigterm_during_start_up_stops_the_server_too():
+    # The upstream is spawned before trackwrap has finished loading: a stop signal in that
+    # window must not orphan it.
+    w = await Wrapped.start(wrapper_argv(echo_server("--ignore-stdin-close"), "--grace", "0.5"))
+    with anyio.fail_after(TIMEOUT):
+        while not (children := child_pids(w.proc.pid)):  # noqa: ASYNC110 - another process
+            await anyio.sleep(0.001)
+    w.proc.terminate()
+    code, _ = await w.finish()
+    assert code != 0
+    await wait_group_gone(children[0])

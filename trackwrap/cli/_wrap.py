@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -68,6 +72,10 @@ def run_wrapper(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
         raise ConfigError("--seal-interval must be positive and --grace not negative")
     settings = load_settings(env)
     workspace = resolve_workspace(opts.workspace)
+    # Until the relay takes signals over, a stop signal still stops the upstream (which runs
+    # in its own session and would not get the terminal's signals).
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, _stop)
     exe_argv = resolve_command(command, path=env.get("PATH"))
     child = spawn_child(
         exe_argv,

@@ -13,7 +13,7 @@ import json
 import os
 import signal
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -122,12 +122,18 @@ class Relay:
 
     async def run(self) -> int:
         """Relay until the child exits; returns the exit code for the wrapper."""
+        # Signals are taken over before any message moves, so none can slip in between.
+        stop_signals = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+        with anyio.open_signal_receiver(*stop_signals) as signals:
+            return await self._run(signals)
+
+    async def _run(self, signals: AsyncIterator[int]) -> int:
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch_signals, tg, signals)
             tg.start_soon(self._pump_ide, tg)
             tg.start_soon(self._pump_child)
             tg.start_soon(self._drain_stderr)
             tg.start_soon(self._watch_parent, tg)
-            tg.start_soon(self._watch_signals, tg)
             tg.start_soon(self._load_gate, tg)
             code = await anyio.to_thread.run_sync(self._child.proc.wait, abandon_on_cancel=True)
             self._child_exited.set()
@@ -206,12 +212,11 @@ class Relay:
                 tg.start_soon(self._shutdown_child)
                 return
 
-    async def _watch_signals(self, tg: anyio.abc.TaskGroup) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP, signal.SIGINT) as signals:
-            async for signum in signals:
-                self._sink.say(f"received signal {signum}; stopping the upstream server")
-                self._ide_gone = True
-                tg.start_soon(self._shutdown_child)
+    async def _watch_signals(self, tg: anyio.abc.TaskGroup, signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            self._sink.say(f"received signal {signum}; stopping the upstream server")
+            self._ide_gone = True
+            tg.start_soon(self._shutdown_child)
 
     # ------------------------------------------------------------------ IDE -> child
 
