@@ -22,10 +22,20 @@ HELP = f"""Governs every MCP tool call an AI coding agent makes, before it runs.
 
 Put it in front of an MCP server in your IDE's config:
 
+\b
   {WRAP_USAGE}
 
-Options before `--`: --server NAME, --workspace DIR, --policy FILE, --mode monitor,
---session ID, --env-allow GLOB, --env-deny GLOB, --max-line-bytes N.
+\b
+Options before `--`:
+  --server NAME        the upstream's profile (default: inferred from the command)
+  --workspace DIR      the directory the agent may work in (default: cwd)
+  --policy FILE        policy file or directory (repeatable; default: shipped policy)
+  --profiles DIR       extra server profiles
+  --mode monitor       record what would be denied, but forward it
+  --session ID         join this session (default: TRACKWRAP_SESSION, else implicit)
+  --env-allow GLOB     pass only these variables (and PATH, HOME, …) to the upstream
+  --env-deny GLOB      never pass these variables to the upstream
+  --max-line-bytes N   cap on one message (default 128 MiB)
 """
 
 app = typer.Typer(

@@ -1,0 +1,51 @@
+"""`trackwrap demo` end to end: real servers, real client, and nothing left behind but the ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests._peers import ROOT, requires_peers
+
+pytestmark = [pytest.mark.peers, requires_peers]
+
+
+def test_demo_governs_a_coding_session_and_verifies(tmp_path, trackwrap_home):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-m", "trackwrap", "demo"], capture_output=True,
+                            text=True, cwd=ROOT, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for expected in (
+        "ALLOW  filesystem.read api/handlers.py  rule: WORKSPACE-READ-ALLOW",
+        "ALLOW  shell.exec pytest tests/test_handlers.py -x -q  rule: SHELL-TEST-ALLOWLIST",
+        "1 failed, 1 passed",
+        "ALLOW  filesystem.write api/handlers.py  rule: WORKSPACE-WRITE-ALLOW",
+        "2 passed",
+        "ALLOW  git.commit \"Fix: handle null tenant in dispatch\"  rule: COMMIT-ALLOW",
+        "DENY   filesystem.read",
+        "rule: WORKSPACE-PATH-SCOPE",
+        "9 allowed",
+        "1 denied",
+        "audit verify: PASS",
+    ):
+        assert expected in out, f"{expected!r} missing from:\n{out}"
+    # Only the ledger stays behind: the throwaway workspace is gone.
+    assert list(scratch.iterdir()) == []
+    # The session is closed with a final seal and verifies on its own.
+    verify = subprocess.run([sys.executable, "-m", "trackwrap", "audit", "verify", "--json"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert verify.returncode == 0
+    [session] = json.loads(verify.stdout)["sessions"]
+    assert session["status"] == "pass"
+    shown = subprocess.run([sys.executable, "-m", "trackwrap", "audit", "show", "--json"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+    events = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert events[-1]["kind"] == "segment.seal"
+    assert events[-1]["final"] is True
