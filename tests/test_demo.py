@@ -1,4 +1,4 @@
-"""`trackwrap demo` end to end: real servers, real client, and nothing left behind but the ledger."""
+"""`trackwrap demo` end to end: real servers and client; only the ledger stays behind."""
 
 from __future__ import annotations
 
