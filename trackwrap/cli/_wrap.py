@@ -9,10 +9,11 @@ when the first seal is written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,8 +54,35 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _stop(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
+class _StopSignals:
+    """SIGTERM/SIGHUP/SIGINT end the wrapper with ``SystemExit(128 + signum)``, except inside
+    :meth:`deferred`, where they wait until the block is over."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self._defer = False
+        self._pending: int | None = None
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self._defer:
+            self._pending = signum
+            return
+        raise SystemExit(128 + signum)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._defer = True
+        try:
+            yield
+        finally:
+            self._defer = False
+
+    def raise_pending(self) -> None:
+        if self._pending is not None:
+            raise SystemExit(128 + self._pending)
 
 
 def _now_ms() -> int:
@@ -72,17 +100,19 @@ def run_wrapper(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
         raise ConfigError("--seal-interval must be positive and --grace not negative")
     settings = load_settings(env)
     workspace = resolve_workspace(opts.workspace)
-    # Until the relay takes signals over, a stop signal still stops the upstream (which runs
-    # in its own session and would not get the terminal's signals).
-    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(signum, _stop)
     exe_argv = resolve_command(command, path=env.get("PATH"))
-    child = spawn_child(
-        exe_argv,
-        env=child_environment(env, allow=opts.env_allow, deny=opts.env_deny),
-        cwd=None,
-    )
+    # Until the relay takes signals over, a stop signal still stops the upstream (which runs
+    # in its own session and would not get the terminal's signals). During the spawn itself
+    # the signal is held back, so the child is never lost half-started.
+    stop = _StopSignals()
+    with stop.deferred():
+        child = spawn_child(
+            exe_argv,
+            env=child_environment(env, allow=opts.env_allow, deny=opts.env_deny),
+            cwd=None,
+        )
     try:
+        stop.raise_pending()
         return _govern(
             child, opts=opts, command=command, settings=settings, workspace=workspace, env=env
         )
