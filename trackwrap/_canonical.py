@@ -17,7 +17,7 @@ from typing import Any
 
 import rfc8785
 
-__all__ = ["CanonicalError", "canonical_json"]
+__all__ = ["CanonicalError", "canonical_json", "is_plain_json"]
 
 _MAX_SAFE = 2**53 - 1
 _encode = json.JSONEncoder(
@@ -29,8 +29,9 @@ class CanonicalError(ValueError):
     """A value that has no RFC 8785 form."""
 
 
-def _simple(value: object, depth: int = 0) -> bool:
-    """True when the fast encoder is exact for ``value``."""
+def is_plain_json(value: object, depth: int = 0) -> bool:
+    """True when ``value`` holds only dicts with BMP string keys, lists, strings, booleans, None
+    and integers within +/-(2**53 - 1): the values the fast encoder renders exactly."""
     if value is None or isinstance(value, str | bool):
         return True
     if isinstance(value, int):
@@ -39,17 +40,21 @@ def _simple(value: object, depth: int = 0) -> bool:
         return False
     if isinstance(value, dict):
         return all(
-            isinstance(key, str) and not (key and max(key) > "\uffff") and _simple(item, depth + 1)
+            isinstance(key, str)
+            and not (key and max(key) > "\uffff")
+            and is_plain_json(item, depth + 1)
             for key, item in value.items()
         )
     if isinstance(value, list):
-        return all(_simple(item, depth + 1) for item in value)
+        return all(is_plain_json(item, depth + 1) for item in value)
     return False
 
 
-def canonical_json(value: Any) -> bytes:
-    """The RFC 8785 bytes of ``value``; :class:`CanonicalError` if it has none."""
-    if _simple(value):
+def canonical_json(value: Any, *, plain: bool | None = None) -> bytes:
+    """The RFC 8785 bytes of ``value``; :class:`CanonicalError` if it has none.
+
+    ``plain`` is what :func:`is_plain_json` said of ``value``, when the caller already asked."""
+    if plain if plain is not None else is_plain_json(value):
         try:
             return _encode(value).encode("utf-8")
         except UnicodeEncodeError:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, cast
 
-from trackwrap._canonical import CanonicalError, canonical_json
+from trackwrap._canonical import CanonicalError, canonical_json, is_plain_json
 from trackwrap.errors import LedgerError
 
 __all__ = [
@@ -81,9 +81,11 @@ def canonical(record: Mapping[str, object]) -> bytes:
             non-string key or a string JCS cannot encode (lone surrogate).
     """
     as_dict = dict(record)
-    _check(as_dict, "record")
+    plain = is_plain_json(as_dict)
+    if not plain:
+        _check(as_dict, "record")  # names the offending value; astral keys pass to JCS
     try:
-        return jcs(as_dict)
+        return canonical_json(as_dict, plain=plain)
     except CanonicalError as exc:
         raise LedgerError(f"record cannot be canonicalized: {exc}") from exc
 
