@@ -144,3 +144,26 @@ async def test_audit_show_and_verify_after_a_governed_session(tmp_path, trackwra
     issues = json.loads(failed.stdout)["sessions"][0]["issues"]
     assert issues[0]["code"] == "CHAIN_BREAK"
     assert issues[0]["seq"] == seq + 1
+
+
+@pytest.mark.anyio
+async def test_audit_show_follow_prints_decisions_as_they_land(tmp_path, trackwrap_home):
+    import anyio
+
+    w = await Wrapped.start(wrapper_argv(echo_server(), "--session", "sess-follow"))
+    await w.request(call(1, "echo", {"message": "first"}))
+    follower = await Wrapped.start([sys.executable, "-m", "trackwrap", "audit", "show",
+                                    "--session", "sess-follow", "--follow", "--json"])
+    try:
+        seen = [json.loads(await follower.recv_raw()) for _ in range(2)]
+        assert [e["kind"] for e in seen] == ["session.start", "tool_call.decision"]
+        await w.request(call(2, "write_file", {"path": str(tmp_path / "nope")}))
+        with anyio.fail_after(30):
+            later = json.loads(await follower.recv_raw())
+        assert later["kind"] == "tool_call.decision"
+        assert later["decision"] == "deny"
+        assert later["seq"] == seen[-1]["seq"] + 1
+    finally:
+        follower.proc.terminate()
+        await follower.wait()
+        await w.finish()

@@ -341,3 +341,27 @@ async def test_sigterm_during_start_up_stops_the_server_too():
     code, _ = await w.finish()
     assert code != 0
     await wait_group_gone(children[0])
+
+
+async def test_kill_9_of_a_wrapper_mid_stream_leaves_a_chain_that_verifies(tmp_path):
+    import sys
+
+    w = await Wrapped.start(wrapper_argv(echo_server(), "--session", "sess-kill"))
+    await w.request(call(0, "echo", {"message": "warm"}))
+    # A burst of calls, and SIGKILL while they are being recorded and relayed.
+    await w.send_raw(b"".join(
+        json.dumps(call(i, "echo" if i % 2 else "write_file",
+                        {"message": "m", "path": "/x"})).encode() + b"\n"
+        for i in range(1, 400)))
+    for _ in range(50):
+        await w.recv_raw()
+    w.kill()
+    await w.wait()
+    result = await anyio.run_process(
+        [sys.executable, "-m", "trackwrap", "audit", "verify", "--json", "--session", "sess-kill"],
+        check=False)
+    assert result.returncode in (0, 2), result.stdout + result.stderr
+    [verdict] = json.loads(result.stdout)["sessions"]
+    assert verdict["status"] in ("pass", "warn")
+    assert {i["code"] for i in verdict["issues"]} <= {"UNSEALED_TAIL"}
+    assert verdict["events"] >= 51
