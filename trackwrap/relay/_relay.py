@@ -220,21 +220,29 @@ class Relay:
 
     # ------------------------------------------------------------------ IDE -> child
 
-    async def _pump_ide(self, tg: anyio.abc.TaskGroup) -> None:
-        reader = FdReader(self._stdin_fd)
+    async def _pump(
+        self, fd: int, handle: Callable[[bytes | Oversize], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Feed every line read from ``fd`` to ``handle``, the unterminated last one too."""
+        reader = FdReader(fd)
         splitter = LineSplitter(self._opts.max_line)
-        while not self._ide_gone:
+        while True:
             data = await reader.read()
             if not data:
                 break
             for item in splitter.feed(data):
-                await self._from_ide(item)
+                await handle(item)
         for item in splitter.finish():
-            await self._from_ide(item)
+            await handle(item)
+
+    async def _pump_ide(self, tg: anyio.abc.TaskGroup) -> None:
+        await self._pump(self._stdin_fd, self._from_ide)
         self._ide_gone = True
         tg.start_soon(self._shutdown_child)
 
     async def _from_ide(self, item: bytes | Oversize) -> None:
+        if self._ide_gone:
+            return  # stopping (signal, parent gone, or our stdout closed): nothing more moves
         if isinstance(item, Oversize):
             cap = self._opts.max_line
             self._sink.say(f"rejected a {item.seen}+ byte message from the client (cap {cap})")
@@ -408,16 +416,7 @@ class Relay:
     # ------------------------------------------------------------------ child -> IDE
 
     async def _pump_child(self) -> None:
-        reader = FdReader(self._child.stdout_fd)
-        splitter = LineSplitter(self._opts.max_line)
-        while True:
-            data = await reader.read()
-            if not data:
-                break
-            for item in splitter.feed(data):
-                await self._from_child(item)
-        for item in splitter.finish():
-            await self._from_child(item)
+        await self._pump(self._child.stdout_fd, self._from_child)
         self._child_eof.set()
 
     async def _from_child(self, item: bytes | Oversize) -> None:
