@@ -111,6 +111,25 @@ def wall_ms(argv: list[str], env: dict[str, str], runs: int) -> float:
     return statistics.median(times)
 
 
+def fsynced_commit_us(directory: str, n: int = 1000) -> float:
+    """The floor the allow path stands on: one SQLite WAL commit with synchronous=FULL."""
+    import sqlite3
+
+    conn = sqlite3.connect(os.path.join(directory, "floor.db"), isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("CREATE TABLE t (s TEXT, n INTEGER, b BLOB, PRIMARY KEY (s, n)) WITHOUT ROWID")
+    samples = []
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (?, ?, ?)", ("s", i, b"x" * 600))
+        conn.execute("COMMIT")
+        samples.append((time.perf_counter_ns() - t0) / 1000)
+    conn.close()
+    return statistics.median(samples)
+
+
 def p(samples: list[float], q: float) -> float:
     return statistics.quantiles(samples, n=100)[int(q) - 1] if q < 100 else max(samples)
 
@@ -149,6 +168,8 @@ def main() -> None:
               f"the byte relay alone adds {relay:.0f})")
         print(f"deny path / direct = {results['trackwrap deny'] / results['direct']:.2f} "
               "(target < 1.00: a deny is answered without the server)")
+    print(f"\nfloor on this disk: one fsynced SQLite commit = {fsynced_commit_us(home):.0f} µs "
+          "(the allow path records its decision this way before forwarding)")
     print()
     bare = wall_ms([sys.executable, "-c", "pass"], env, opts.runs)
     helpt = wall_ms([sys.executable, "-m", "trackwrap", "--help"], env, opts.runs)
