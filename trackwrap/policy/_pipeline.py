@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from trackwrap.errors import PolicyError
+from trackwrap.errors import NormalizeError, PolicyError
 from trackwrap.policy._action import Action, action_hash
 from trackwrap.policy._context import Context
 from trackwrap.policy._decision import Decision
@@ -115,5 +115,5 @@ def _try_hash(server: object, tool: object, arguments: object) -> str | None:
         return None
     try:
         return action_hash(server, tool, {} if arguments is None else arguments)
-    except Exception:  # noqa: BLE001 - only used while reporting a failure; must not raise
+    except NormalizeError:  # the call is denied either way; it just has no hash to show
         return None
