@@ -365,3 +365,31 @@ async def test_kill_9_of_a_wrapper_mid_stream_leaves_a_chain_that_verifies(tmp_p
     assert verdict["status"] in ("pass", "warn")
     assert {i["code"] for i in verdict["issues"]} <= {"UNSEALED_TAIL"}
     assert verdict["events"] >= 51
+
+
+async def test_wrapper_exits_when_its_parent_dies_even_with_stdin_open():
+    # A middle process starts the wrapper on its own stdin/stdout (our pipes), reports the
+    # wrapper's pid on stderr and sleeps. Once the wrapper answers, the middle is killed: our
+    # pipes stay open, so only the parent's death can make the wrapper stop.
+    import sys
+
+    argv = wrapper_argv(echo_server("--ignore-stdin-close"), "--grace", "0.5")
+    script = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen({argv!r})\n"
+        "print(p.pid, file=sys.stderr, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    middle = await Wrapped.start([sys.executable, "-c", script])
+    assert middle.proc.stderr is not None
+    with anyio.fail_after(TIMEOUT):
+        wrapper = int((await middle.proc.stderr.receive()).split()[0])
+    await middle.initialize()
+    [child] = child_pids(wrapper)
+    middle.kill()
+    await middle.wait()
+    await wait_group_gone(child)
+    with anyio.fail_after(TIMEOUT):
+        while pid_running(wrapper):  # noqa: ASYNC110 - another process
+            await anyio.sleep(0.05)
+    await middle.close_stdin()

@@ -90,6 +90,7 @@ def _now_ms() -> int:
 
 
 def run_wrapper(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
+    parent = os.getppid()  # before anything slow: the parent may not outlive our start-up
     env = os.environ if environ is None else environ
     split = list(argv).index("--")
     opts = _parser().parse_args(list(argv[:split]))
@@ -114,7 +115,8 @@ def run_wrapper(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
     try:
         stop.raise_pending()
         return _govern(
-            child, opts=opts, command=command, settings=settings, workspace=workspace, env=env
+            child, opts=opts, command=command, settings=settings, workspace=workspace, env=env,
+            parent=parent,
         )
     except BaseException:
         child.signal_group(signal.SIGKILL)
@@ -131,6 +133,7 @@ def _govern(
     settings: Settings,
     workspace: str,
     env: Mapping[str, str],
+    parent: int,
 ) -> int:
     import anyio
 
@@ -155,6 +158,7 @@ def _govern(
             max_line=opts.max_line_bytes,
             grace_s=opts.grace,
             term_s=opts.grace,
+            parent_pid=parent,
         ),
     )
     try:

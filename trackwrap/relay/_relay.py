@@ -86,6 +86,8 @@ class RelayOptions:
     grace_s: float = 2.0
     term_s: float = 2.0
     parent_poll_s: float = 1.0
+    parent_pid: int | None = None
+    """The parent to watch, as seen when the wrapper started (default: the current parent)."""
 
 
 class Relay:
@@ -203,14 +205,14 @@ class Relay:
             self._child.signal_group(signal.SIGKILL)
 
     async def _watch_parent(self, tg: anyio.abc.TaskGroup) -> None:
-        parent = os.getppid()
+        parent = self._opts.parent_pid or os.getppid()
         while True:
-            await anyio.sleep(self._opts.parent_poll_s)
             if os.getppid() != parent:
                 self._sink.say("parent process exited; stopping the upstream server")
                 self._ide_gone = True
                 tg.start_soon(self._shutdown_child)
                 return
+            await anyio.sleep(self._opts.parent_poll_s)
 
     async def _watch_signals(self, tg: anyio.abc.TaskGroup, signals: AsyncIterator[int]) -> None:
         async for signum in signals:
