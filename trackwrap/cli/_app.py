@@ -49,7 +49,7 @@ audit_app = typer.Typer(help="Show and verify the audit ledger.", no_args_is_hel
 app.add_typer(audit_app, name="audit")
 
 err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+out_console = Console(highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -96,7 +96,7 @@ def check(
             "reason": decision.reason,
             "trace": "(dry run)",
         }
-        out_console.print(event_line(body, workspace=ws))
+        out_console.print(event_line(body, workspace=ws), soft_wrap=True)
         for f in decision.findings:
             tags = ", ".join(t for t in (f.attack, f.owasp) if t)
             out_console.print(f"  finding {f.rule} ({f.inspector}, {f.confidence:.2f}) {tags}")

@@ -47,7 +47,7 @@ def _print(event: StoredEvent, workspaces: dict[str, str], *, as_json: bool,
         return
     line = Text(f"{event.session} #{event.seq:<4} ", style="dim")
     line.append_text(event_line(body, workspace=workspaces.get(event.session)))
-    console.print(line)
+    console.print(line, soft_wrap=True)
 
 
 def show_events(

@@ -156,7 +156,9 @@ class _Printer:
             self._last = event.seq
             if event.body.get("kind") == "tool_call.decision":
                 self.decisions.append(event.body)
-                self._console.print(event_line(event.body, workspace=self._workspace))
+                self._console.print(
+                    event_line(event.body, workspace=self._workspace), soft_wrap=True
+                )
 
 
 async def _agent(
