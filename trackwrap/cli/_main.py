@@ -1,0 +1,56 @@
+"""``main()``: ``trackwrap … -- <server>`` relays; everything else goes to the typer app."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from trackwrap.errors import Error
+
+__all__ = ["SUBCOMMANDS", "first_error", "main"]
+
+SUBCOMMANDS = frozenset({"audit", "check", "demo", "version"})
+
+
+def _is_wrapper(argv: Sequence[str]) -> bool:
+    """``--`` with no subcommand before it means: wrap the command after it."""
+    if "--" not in argv:
+        return False
+    before = argv[: list(argv).index("--")]
+    return not any(arg in SUBCOMMANDS for arg in before)
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> Error | None:
+    """The first trackwrap error inside a task group's exception group, if any."""
+    for exc in group.exceptions:
+        if isinstance(exc, Error):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = first_error(exc)
+            if found is not None:
+                return found
+    return None
+
+
+def _fail(err: Error) -> int:
+    sys.stderr.write(f"trackwrap: error: {err.diagnostics()}\n")
+    return err.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if _is_wrapper(args):
+        from trackwrap.cli._wrap import run_wrapper
+
+        try:
+            return run_wrapper(args)
+        except Error as err:
+            return _fail(err)
+        except BaseExceptionGroup as group:
+            found = first_error(group)
+            if found is None:
+                raise
+            return _fail(found)
+    from trackwrap.cli._app import run_app
+
+    return run_app(args)
