@@ -1,0 +1,49 @@
+"""Imports point down only (DESIGN.md): pure layers stay pure, the relay knows no policy."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "trackwrap"
+
+# package -> trackwrap packages it must never import
+FORBIDDEN = {
+    "policy": {"relay", "ledger", "session", "cli", "config", "crypto", "inspectors"},
+    "inspectors": {"relay", "ledger", "session", "cli", "config", "crypto"},
+    "relay": {"policy", "inspectors", "ledger", "session", "cli", "config", "crypto"},
+    "ledger": {"relay", "policy", "inspectors", "session", "cli", "config"},
+    "crypto": {"relay", "policy", "inspectors", "ledger", "session", "cli", "config"},
+    "config": {"relay", "ledger", "session", "cli", "crypto"},
+    "session": {"cli"},
+}
+# third-party libraries and their one home
+HOMES = {"typer": {"cli"}, "rich": {"cli"}, "cryptography": {"crypto"}, "keyring": {"crypto"},
+         "sqlite3": {"ledger"}, "yaml": {"config"}, "mcp": {"cli"}}
+
+
+def imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def modules() -> list[tuple[str, Path]]:
+    return [(p.relative_to(PACKAGE).parts[0], p) for p in sorted(PACKAGE.glob("*/*.py"))]
+
+
+@pytest.mark.parametrize(("package", "path"), modules(), ids=lambda v: str(v))
+def test_imports_point_down_and_libraries_stay_home(package, path):
+    for name in imports(path):
+        parts = name.split(".")
+        if parts[0] == "trackwrap" and len(parts) > 1:
+            assert parts[1] not in FORBIDDEN.get(package, set()), f"{path} imports {name}"
+        home = HOMES.get(parts[0])
+        if home is not None:
+            assert package in home, f"{path} imports {name} outside {sorted(home)}"
