@@ -38,7 +38,7 @@ def modules() -> list[tuple[str, Path]]:
     return [(p.relative_to(PACKAGE).parts[0], p) for p in sorted(PACKAGE.glob("*/*.py"))]
 
 
-@pytest.mark.parametrize(("package", "path"), modules(), ids=lambda v: str(v))
+@pytest.mark.parametrize(("package", "path"), modules(), ids=str)
 def test_imports_point_down_and_libraries_stay_home(package, path):
     for name in imports(path):
         parts = name.split(".")
