@@ -29,10 +29,18 @@ def test_demo_governs_a_coding_session_and_verifies(tmp_path, trackwrap_home):
         "ALLOW  filesystem.write api/handlers.py  rule: WORKSPACE-WRITE-ALLOW",
         "2 passed",
         "ALLOW  git.commit \"Fix: handle null tenant in dispatch\"  rule: COMMIT-ALLOW",
+        "session started",
+        "role       code-reviewer",
         "DENY   filesystem.read",
-        "rule: WORKSPACE-PATH-SCOPE",
+        "rule: MANIFEST-FORBID (permission_scope_exceeded)",
+        "DENY   shell.exec sh -c rm -rf node_modules && npm install --force  rule: "
+        "HARNESS-DRIFT-001 (permission_scope_exceeded)",
         "9 allowed",
-        "1 denied",
+        "2 denied",
+        "node_modules is intact",
+        "What this means",
+        "Agent claimed role=code-reviewer",
+        "failure_pattern=scope_violation",
         "audit verify: PASS",
     ):
         assert expected in out, f"{expected!r} missing from:\n{out}"
@@ -49,3 +57,8 @@ def test_demo_governs_a_coding_session_and_verifies(tmp_path, trackwrap_home):
     events = [json.loads(line) for line in shown.stdout.splitlines()]
     assert events[-1]["kind"] == "segment.seal"
     assert events[-1]["final"] is True
+    assert events[-2]["kind"] == "session.end"
+    # The demo's publisher was trusted for the demo only.
+    listing = subprocess.run([sys.executable, "-m", "trackwrap", "trust", "list"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert "trackwrap-demo" not in listing.stdout

@@ -15,6 +15,7 @@ PACKAGES = [
     "trackwrap.errors",
     "trackwrap.inspectors",
     "trackwrap.ledger",
+    "trackwrap.manifest",
     "trackwrap.policy",
     "trackwrap.relay",
     "trackwrap.session",

@@ -18,6 +18,7 @@ FORBIDDEN = {
     "crypto": {"relay", "policy", "inspectors", "ledger", "session", "cli", "config"},
     "config": {"relay", "ledger", "session", "cli", "crypto"},
     "session": {"cli"},
+    "manifest": {"relay", "ledger", "session", "cli"},
 }
 # third-party libraries and their one home
 HOMES = {"typer": {"cli"}, "rich": {"cli"}, "cryptography": {"crypto"}, "keyring": {"crypto"},

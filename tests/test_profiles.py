@@ -261,7 +261,7 @@ def test_filesystem_roots_from_argv(profiles: dict[str, ServerProfile]) -> None:
         ),
     ],
 )
-def test_normalize_shipped_tools(  # noqa: PLR0917 - one parameter per column
+def test_normalize_shipped_tools(
     profiles: dict[str, ServerProfile],
     server: str,
     tool: str,
@@ -425,7 +425,7 @@ def run(pipeline: Pipeline, ctx: Context, server: str, tool: str, args: dict[str
         ("filesystem", "brand_new_tool", {"path": "src/a"}, "deny", "DEFAULT-DENY"),
     ],
 )
-def test_default_policy_decisions(  # noqa: PLR0917 - one parameter per column
+def test_default_policy_decisions(
     pipeline: Pipeline,
     ctx: Context,
     server: str,

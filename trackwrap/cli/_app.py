@@ -12,6 +12,7 @@ from rich.console import Console
 
 from trackwrap import __version__
 from trackwrap.cli._render import event_line
+from trackwrap.cli._session_cmds import register
 from trackwrap.cli._settings import load_settings, resolve_workspace
 from trackwrap.cli._usage import WRAP_USAGE
 from trackwrap.errors import ConfigError, Error
@@ -47,6 +48,7 @@ app = typer.Typer(
 )
 audit_app = typer.Typer(help="Show and verify the audit ledger.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+register(app)
 
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False, soft_wrap=True)

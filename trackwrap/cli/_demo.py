@@ -9,6 +9,7 @@ the session is closed with a final seal and verified. Only the ledger stays behi
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -17,20 +18,20 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
 from rich.console import Console
-from rich.panel import Panel
 from rich.text import Text
 
 import trackwrap
 from trackwrap.cli._render import event_line
+from trackwrap.cli._roles import role_payload, trust_store
 from trackwrap.cli._settings import Settings
-from trackwrap.crypto import KeyStore
+from trackwrap.crypto import KeyStore, SigningKey
 from trackwrap.errors import ConfigError
 from trackwrap.ledger import Ledger, verify_ledger
 from trackwrap.session import new_trace_id
@@ -165,7 +166,6 @@ async def _agent(
     *,
     peers: Peers,
     workspace: Path,
-    session: str,
     env: dict[str, str],
     errlog: TextIO,
     printer: _Printer,
@@ -177,10 +177,9 @@ async def _agent(
     def wrapped(server: str, argv: list[str], extra: Mapping[str, str] | None = None) -> Client:
         params = StdioServerParameters(
             command=sys.executable,
-            args=[
-                "-m", "trackwrap", "--server", server, "--workspace", str(workspace),
-                "--session", session, "--", *argv,
-            ],
+            # No --session: each wrapper joins the session started for its workspace.
+            args=["-m", "trackwrap", "--server", server, "--workspace", str(workspace), "--",
+                  *argv],
             env={**env, **(extra or {})},
             cwd=str(workspace),
         )
@@ -207,6 +206,7 @@ async def _agent(
             return _text(result)
 
         pytest_cmd = ["pytest", "tests/test_handlers.py", "-x", "-q"]
+        console.print(Text("Chapter 03 · a normal coding day", style="bold"))
         console.print(Text("› Reading files", style="bold"))
         await call(fs, "read_text_file", {"path": f"{ws}/api/handlers.py"})
         await call(fs, "read_text_file", {"path": f"{ws}/tests/test_handlers.py"})
@@ -226,9 +226,18 @@ async def _agent(
         await call(
             git, "git_commit", {"repo_path": ws, "message": "Fix: handle null tenant in dispatch"}
         )
-        console.print(Text("› An out-of-scope read", style="bold"))
+        console.print(Text("\nChapter 04 · a credential read outside the repository", style="bold"))
         secret = str(Path.home() / ".aws" / "credentials")
         out = await call(fs, "read_text_file", {"path": secret})
+        console.print(Text(f"       the agent saw: {out.splitlines()[0] if out else ''}",
+                           style="dim"))
+        console.print(Text("\nChapter 05 · declared one job, attempted another", style="bold"))
+        console.print(Text('› "the build\'s flaky" — a code reviewer reaches for a clean install',
+                           style="bold"))
+        out = await call(shell, "shell_execute", {
+            "command": ["sh", "-c", "rm -rf node_modules && npm install --force"],
+            "directory": ws,
+        })
         console.print(Text(f"       the agent saw: {out.splitlines()[0] if out else ''}",
                            style="dim"))
 
@@ -238,64 +247,103 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+def _demo_publisher(settings: Settings) -> tuple[str, SigningKey]:
+    """A throwaway publisher key, trusted (for the code-reviewer role) while the demo runs."""
+    from trackwrap.crypto import SigningKey
+
+    key = SigningKey.generate()
+    name = f"trackwrap-demo:{new_trace_id()[3:]}"
+    store = trust_store(settings).add(
+        name, "ed25519:" + base64.b64encode(key.public_raw).decode(),
+        roles=("code-reviewer",), now=datetime.now(UTC),
+    )
+    store.save(settings.trust_path)
+    return name, key
+
+
 def run_demo(settings: Settings, *, console: Console, keep: bool = False) -> int:
+    from trackwrap.cli._session_cmds import start_session
+    from trackwrap.manifest import sign_manifest
+
     peers = find_peers()
-    session = f"sess-demo-{datetime.now(UTC).strftime('%Y%m%d')}-{new_trace_id()[3:]}"
     base = Path(tempfile.mkdtemp(prefix="trackwrap-demo-"))
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([peers.python_bin, env.get("PATH", "")])
     env["TRACKWRAP_HOME"] = str(settings.home)
     env["TRACKWRAP_KEY_BACKEND"] = settings.key_backend
+    env.pop("TRACKWRAP_SESSION", None)
     keys = KeyStore(settings.home, backend=settings.key_backend,
                     warn=lambda m: console.print(f"[yellow]{m}[/yellow]"))
     ledger: Ledger | None = None
+    publisher: str | None = None
     try:
         workspace = make_workspace(base)
-        console.print(Panel.fit(
-            f"workspace  {workspace}\nsession    {session}\nledger     {settings.ledger_path}",
-            title="trackwrap demo: \"fix the failing test in api/handlers.py\"",
-        ))
+        (workspace / "node_modules" / "left-pad").mkdir(parents=True)
+        publisher, publisher_key = _demo_publisher(settings)
+        console.print(Text("Chapter 02 · the session manifest", style="bold"))
+        payload = role_payload(
+            "code-reviewer", workspace=".", developer="dev@example.com",
+            agent="trackwrap-demo", publisher=publisher, key_id=publisher_key.key_id,
+        )
+        started_session = start_session(
+            settings, workspace=str(workspace),
+            envelope=sign_manifest(payload, key=publisher_key), source="demo manifest",
+        )
+        session = started_session.session
+        console.print(started_session.panel())
         ledger = Ledger.open(settings.ledger_path, signer=keys.device_key,
                              clock_ms=lambda: time.time_ns() // 1_000_000)
-        ledger.ensure_session(session, genesis={"implicit": False, "workspace": str(workspace),
-                                                "trackwrap": trackwrap.__version__,
-                                                "agent": "trackwrap-demo"})
         printer = _Printer(ledger, session, str(workspace), console)
         started = time.monotonic()
         with (base / "servers.log").open("w") as errlog:
             try:
-                anyio.run(lambda: _agent(peers=peers, workspace=workspace, session=session,
-                                         env=env, errlog=errlog, printer=printer,
-                                         console=console))
+                anyio.run(lambda: _agent(peers=peers, workspace=workspace, env=env,
+                                         errlog=errlog, printer=printer, console=console))
             except Exception as exc:
                 errlog.flush()
                 tail = (base / "servers.log").read_text(errors="replace")[-2000:]
                 raise ConfigError(f"the demo's MCP session failed: {exc!r}\n{tail}") from exc
         elapsed = time.monotonic() - started
         printer.flush()
-        ledger.append(session, {"kind": "session.end", "reason": "demo finished"})
-        ledger.seal(session, final=True)
+        ledger.close_session(session, reason="demo finished")
         allowed = sum(1 for d in printer.decisions if d.get("forwarded"))
         denied = len(printer.decisions) - allowed
+        intact = (workspace / "node_modules" / "left-pad").is_dir()
         console.print(
             f"\ntrackwrap governed {len(printer.decisions)} actions in {elapsed:.1f}s: "
             f"[green]{allowed} allowed[/green], [red]{denied} denied[/red]. "
-            "The denied call never reached its server."
+            f"No denied call reached its server{' (node_modules is intact)' if intact else ''}."
         )
-        report = verify_ledger(settings.ledger_path, session=session)
-        for verdict in report.sessions:
-            style = {"pass": "green", "warn": "yellow", "fail": "red"}[verdict.status]
-            console.print(
-                f"[bold {style}]audit verify: {verdict.status.upper()}[/bold {style}] "
-                f"{verdict.session}: {verdict.events} events, verified through seq "
-                f"{verdict.verified_through_seq}, sealed through seq {verdict.sealed_through_seq}"
-            )
-        console.print(f"[dim]see it again: trackwrap audit show --session {session}[/dim]")
-        return report.exit_code
+        return _report(settings, ledger, session, console)
     finally:
         if ledger is not None:
             ledger.close()
+        if publisher is not None:
+            trust_store(settings).remove(publisher).save(settings.trust_path)
         if keep:
             console.print(f"[dim]workspace kept at {base}[/dim]")
         else:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _report(settings: Settings, ledger: Ledger, session: str, console: Console) -> int:
+    """Chapter 06: the diagnosis of the session just closed, and its verification."""
+    from trackwrap.cli._session_cmds import render_diagnosis
+    from trackwrap.diagnose import build_diagnosis
+
+    report = verify_ledger(settings.ledger_path, session=session)
+    console.print(Text("\nChapter 06 · what happened, in causal order", style="bold"))
+    events = [e.body for e in ledger.events(session)]
+    render_diagnosis(
+        build_diagnosis(events, verdict=asdict(report.sessions[0]) if report.sessions else None),
+        console,
+    )
+    for verdict in report.sessions:
+        style = {"pass": "green", "warn": "yellow", "fail": "red"}[verdict.status]
+        console.print(
+            f"[bold {style}]audit verify: {verdict.status.upper()}[/bold {style}] "
+            f"{verdict.session}: {verdict.events} events, verified through seq "
+            f"{verdict.verified_through_seq}, sealed through seq {verdict.sealed_through_seq}"
+        )
+    console.print(f"[dim]see it again: trackwrap diagnose {session}[/dim]")
+    return report.exit_code

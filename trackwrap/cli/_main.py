@@ -9,7 +9,10 @@ from trackwrap.errors import Error
 
 __all__ = ["SUBCOMMANDS", "first_error", "main"]
 
-SUBCOMMANDS = frozenset({"audit", "check", "demo", "version"})
+SUBCOMMANDS = frozenset(
+    {"audit", "check", "demo", "diagnose", "keys", "manifest", "session", "token", "trust",
+     "version"}
+)
 
 
 def _is_wrapper(argv: Sequence[str]) -> bool:

@@ -49,6 +49,9 @@ def event_line(body: Mapping[str, object], *, workspace: str | None = None) -> T
             line.append(f" {_clean(target)}")
         line.append("  rule: ", style="dim")
         line.append(_clean(str(body.get("rule", ""))))
+        drift = body.get("drift")
+        if isinstance(drift, Mapping):
+            line.append(f" ({_clean(str(drift.get('type', '')))})", style="yellow")
         line.append("  trace: ", style="dim")
         line.append(_clean(str(body.get("trace", ""))))
         if outcome != "allow":

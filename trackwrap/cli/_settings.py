@@ -4,6 +4,8 @@
   directory, e.g. ``~/.local/state/trackwrap`` on Linux).
 - ``TRACKWRAP_KEY_BACKEND``: ``auto`` (OS keyring, else a 0600 file), ``keyring`` or ``file``.
 - ``TRACKWRAP_SESSION``: the session a wrapper joins instead of its workspace's implicit one.
+- ``TRACKWRAP_DEFAULT_ROLE``: the role whose manifest applies to implicit sessions (unset: the
+  organisation policy alone applies).
 """
 
 from __future__ import annotations
@@ -26,10 +28,15 @@ class Settings:
     home: Path
     key_backend: str
     session: str | None
+    default_role: str | None = None
 
     @property
     def ledger_path(self) -> Path:
         return self.home / "ledger.db"
+
+    @property
+    def trust_path(self) -> Path:
+        return self.home / "trust.yaml"
 
 
 def _default_home(environ: Mapping[str, str]) -> Path:
@@ -57,7 +64,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"cannot create trackwrap's home {home}: {exc.strerror}; set TRACKWRAP_HOME"
         ) from exc
-    return Settings(home=home, key_backend=backend, session=env.get("TRACKWRAP_SESSION") or None)
+    return Settings(
+        home=home,
+        key_backend=backend,
+        session=env.get("TRACKWRAP_SESSION") or None,
+        default_role=env.get("TRACKWRAP_DEFAULT_ROLE") or None,
+    )
 
 
 def resolve_workspace(workspace: str | None) -> str:

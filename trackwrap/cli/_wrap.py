@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profiles", action="append", default=[], type=Path)
     p.add_argument("--mode", choices=("enforce", "monitor"))
     p.add_argument("--session")
+    p.add_argument("--require-session", action="store_true")
+    p.add_argument("--default-role")
+    p.add_argument("--inject-token", action="store_true")
     p.add_argument("--env-allow", action="append", default=[])
     p.add_argument("--env-deny", action="append", default=[])
     p.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE)
@@ -181,42 +184,65 @@ def _build_governor(
     sink: StderrSink,
 ) -> Governor:
     from trackwrap.cli._build import build_governance, context_factory
+    from trackwrap.cli._roles import known_roles, role_manifest, trust_store
     from trackwrap.config import infer_server_name
+    from trackwrap.crypto import mint_token
+    from trackwrap.inspectors import default_inspectors
     from trackwrap.ledger import Ledger
-    from trackwrap.session import Governor, implicit_session_id, new_trace_id
+    from trackwrap.session import Binder, Governor, implicit_session_id, new_trace_id
 
     governance = build_governance(
         policy_paths=opts.policy, profile_dirs=opts.profiles, mode=opts.mode
     )
     server = opts.server or infer_server_name(command, governance.profiles)
-    explicit = opts.session or settings.session
-    session = explicit or implicit_session_id(workspace, now=datetime.now(UTC))
-    ledger = Ledger.open(
-        settings.ledger_path, signer=_lazy_signer(settings, sink), clock_ms=_now_ms
+    default_role_name = opts.default_role or settings.default_role
+    default_role = (
+        role_manifest(default_role_name, workspace=workspace) if default_role_name else None
     )
+    fixed = opts.session or settings.session
+    signer = _lazy_signer(settings, sink)
+    ledger = Ledger.open(settings.ledger_path, signer=signer, clock_ms=_now_ms)
     try:
-        ledger.ensure_session(
-            session,
-            genesis={
-                "implicit": not explicit,
-                "workspace": workspace,
-                "trackwrap": __version__,
-                "user": env.get("USER") or env.get("USERNAME") or "",
-            },
+        genesis: dict[str, object] = {
+            "workspace": workspace,
+            "trackwrap": __version__,
+            "user": env.get("USER") or env.get("USERNAME") or "",
+            "role": default_role.role if default_role else None,
+            "manifest_digest": default_role.digest if default_role else None,
+        }
+        if fixed:
+            ledger.ensure_session(fixed, genesis=genesis)
+        binder = Binder(
+            ledger=ledger,
+            workspace=workspace,
+            profiles=governance.profiles,
+            policy=governance.policy,
+            inspectors=default_inspectors(),
+            trust=lambda: trust_store(settings),
+            known_roles=lambda: known_roles(settings),
+            implicit_session=implicit_session_id(workspace, now=datetime.now(UTC)),
+            implicit_genesis=genesis,
+            fixed_session=fixed,
+            default_role=default_role,
+            require_session=opts.require_session,
+            say=sink.say,
         )
+        key = signer()  # loaded here, off the relay's path, so the first call does not wait
     except BaseException:
         ledger.close()
         raise
     return Governor(
-        pipeline=governance.pipeline,
+        binder=binder,
         ledger=ledger,
-        session=session,
         server=server,
         context=context_factory(workspace=workspace),
         policy_hash=governance.policy.policy_hash,
         mode=governance.policy.mode.value,
         sink=sink,
         new_trace=new_trace_id,
+        mint=lambda claims: mint_token(key, claims),
+        inject_token=opts.inject_token,
+        clock_ms=_now_ms,
         seal_interval_s=opts.seal_interval,
     )
 

@@ -7,13 +7,15 @@ from trackwrap.config._loaders import (
     load_policy,
     load_server_profiles,
 )
-from trackwrap.config._yaml import load_yaml
+from trackwrap.config._yaml import YamlDocument, load_yaml, load_yaml_bytes
 
 __all__ = [
     "RealFileSystem",
+    "YamlDocument",
     "default_profiles_dir",
     "infer_server_name",
     "load_policy",
     "load_server_profiles",
     "load_yaml",
+    "load_yaml_bytes",
 ]

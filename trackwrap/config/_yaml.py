@@ -7,17 +7,19 @@ plain strings, so every document is plain JSON-like data. Errors name the file a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError
 from yaml.events import AliasEvent
-from yaml.nodes import MappingNode, Node
+from yaml.nodes import MappingNode, Node, SequenceNode
 
 from trackwrap.errors import ProfileError
 
-__all__ = ["load_yaml"]
+__all__ = ["YamlDocument", "load_yaml", "load_yaml_bytes"]
 
 _PLAIN_TAGS = frozenset(
     {
@@ -101,3 +103,71 @@ def load_yaml(path: Path) -> object:
         raise ProfileError(f"{path}: invalid YAML: {exc}") from exc
     finally:
         loader.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class YamlDocument:
+    """Plain data parsed from YAML plus the 1-based line of every key and list item.
+
+    ``lines`` maps a path of mapping keys and list indices (``("manifest", "budget",
+    "duration")``, ``("manifest", "allowed_tools", 2)``) to the line the key or item starts on;
+    ``()`` is the document itself.
+    """
+
+    data: object
+    lines: Mapping[tuple[object, ...], int]
+
+    def line(self, path: tuple[object, ...]) -> int:
+        """The line of ``path``, else of its nearest ancestor that has one."""
+        while path not in self.lines and path:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+
+def load_yaml_bytes(payload: bytes, *, source: str) -> YamlDocument:
+    """Parse one YAML document from exact bytes (UTF-8) with the strict loader of
+    :func:`load_yaml`; :class:`ProfileError` with ``source:line`` if bad.
+
+    For signed files: the bytes that were verified are the bytes that are parsed.
+    """
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{source}: not UTF-8 text: {exc}") from exc
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return YamlDocument(data=None, lines={(): 1})
+        lines: dict[tuple[object, ...], int] = {}
+        data = loader.construct_document(node)
+        _collect_lines(node, data, (), lines)
+        return YamlDocument(data=data, lines=lines)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ProfileError(f"{source}{line}: {problem}") from exc
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{source}: invalid YAML: {exc}") from exc
+    finally:
+        loader.dispose()
+
+
+def _collect_lines(
+    node: Node, data: object, path: tuple[object, ...], lines: dict[tuple[object, ...], int]
+) -> None:
+    """Record the start line of ``node`` at ``path`` and of everything below it."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, MappingNode) and isinstance(data, dict):
+        # the strict loader inserts keys in document order and rejects duplicates, so the
+        # mapping's keys line up one to one with the node's key nodes
+        for (key_node, value_node), key in zip(node.value, list(data), strict=True):
+            child = (*path, key)
+            lines[child] = key_node.start_mark.line + 1
+            _collect_lines(value_node, data[key], child, lines)
+    elif isinstance(node, SequenceNode) and isinstance(data, list):
+        for index, (item_node, item) in enumerate(zip(node.value, data, strict=True)):
+            child = (*path, index)
+            lines[child] = item_node.start_mark.line + 1
+            _collect_lines(item_node, item, child, lines)

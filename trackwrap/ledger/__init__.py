@@ -3,15 +3,19 @@
 The only home of ``sqlite3`` in trackwrap (besides the collector's storage).
 """
 
+from trackwrap.ledger._sessions import SessionKind, SessionState, Usage
 from trackwrap.ledger._store import Appended, Ledger, SessionSummary, StoredEvent
 from trackwrap.ledger._verify import SessionVerdict, VerifyIssue, VerifyReport, verify_ledger
 
 __all__ = [
     "Appended",
     "Ledger",
+    "SessionKind",
+    "SessionState",
     "SessionSummary",
     "SessionVerdict",
     "StoredEvent",
+    "Usage",
     "VerifyIssue",
     "VerifyReport",
     "verify_ledger",

@@ -17,12 +17,14 @@ from trackwrap.errors import LedgerError
 
 __all__ = [
     "EVENT_HASH_DOMAIN",
+    "KIND_END",
     "KIND_SEAL",
     "KIND_START",
     "RECORD_VERSION",
     "RESERVED_FIELDS",
     "SEAL_PAYLOAD_TYPE",
     "SEAL_TYPE",
+    "USAGE_FIELD",
     "canonical",
     "check_values",
     "jcs",
@@ -34,6 +36,10 @@ RECORD_VERSION = 1
 EVENT_HASH_DOMAIN = b"trackwrap.event.v1\x00"
 KIND_START = "session.start"
 KIND_SEAL = "segment.seal"
+KIND_END = "session.end"
+# What a record spent from its session's budget, ``{"tool_calls": n, "bytes_out": m}``; written
+# by ``Ledger.append_decision`` only, so the session counters are the sum over the records.
+USAGE_FIELD = "usage"
 SEAL_TYPE = "trackwrap/seal/v1"
 SEAL_PAYLOAD_TYPE = "application/vnd.trackwrap.seal.v1+json"
 RESERVED_FIELDS = frozenset({"v", "session", "seq", "prev", "ts_ms"})

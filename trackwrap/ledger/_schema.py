@@ -60,6 +60,42 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        "0002_session_rows",
+        (
+            # Who the session is for (from its genesis) and what it has spent (from the
+            # ``usage`` of its records). Derived state, like the tip columns.
+            "ALTER TABLE sessions ADD COLUMN workspace TEXT",
+            """
+            ALTER TABLE sessions ADD COLUMN kind TEXT NOT NULL DEFAULT 'implicit'
+                CHECK (kind IN ('implicit', 'explicit'))
+            """,
+            "ALTER TABLE sessions ADD COLUMN role TEXT",
+            "ALTER TABLE sessions ADD COLUMN manifest_digest TEXT",
+            "ALTER TABLE sessions ADD COLUMN started_ms INTEGER",
+            "ALTER TABLE sessions ADD COLUMN close_reason TEXT",
+            "ALTER TABLE sessions ADD COLUMN tool_calls INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE sessions ADD COLUMN bytes_out INTEGER NOT NULL DEFAULT 0",
+            # Sessions made before this migration were all implicit (ensure_session).
+            """
+            UPDATE sessions SET
+                started_ms = first_ts_ms,
+                workspace = (
+                    SELECT CASE
+                        WHEN json_valid(CAST(e.body AS TEXT))
+                            AND json_type(CAST(e.body AS TEXT), '$.workspace') = 'text'
+                        THEN json_extract(CAST(e.body AS TEXT), '$.workspace')
+                    END
+                    FROM events AS e WHERE e.session = sessions.session AND e.seq = 0
+                )
+            """,
+            # active_session(): one lookup per tools/call.
+            """
+            CREATE INDEX sessions_active ON sessions (workspace, ord)
+                WHERE kind = 'explicit' AND closed = 0
+            """,
+        ),
+    ),
 )
 
 

@@ -22,17 +22,20 @@ from typing import TYPE_CHECKING
 
 from trackwrap.errors import Error, LedgerError, LedgerIntegrityError
 from trackwrap.ledger._records import (
+    KIND_END,
     KIND_SEAL,
     KIND_START,
     RECORD_VERSION,
     RESERVED_FIELDS,
     SEAL_PAYLOAD_TYPE,
     SEAL_TYPE,
+    USAGE_FIELD,
     canonical,
     check_values,
     record_hash,
 )
 from trackwrap.ledger._schema import migrate
+from trackwrap.ledger._sessions import SessionKind, SessionState, Usage
 
 if TYPE_CHECKING:
     from trackwrap.crypto import SigningKey
@@ -98,6 +101,91 @@ _TIP_COLUMNS = (
     "ord, first_ts_ms, last_ts_ms, tip_seq, tip_hash, unsealed_from, unsealed_since_ms, "
     "next_segment, last_seal_seq, last_seal_hash, closed"
 )
+
+
+_STATE_QUERY = """
+    SELECT s.session, s.workspace, s.kind, s.role, s.manifest_digest,
+        coalesce(s.started_ms, s.first_ts_ms), s.closed, s.close_reason, s.tool_calls,
+        s.bytes_out, s.tip_seq, e.body
+    FROM sessions AS s LEFT JOIN events AS e ON e.session = s.session AND e.seq = 0
+"""
+# Genesis fields start_session() records the session's binding under.
+_BINDING_FIELDS = ("workspace", "session_kind", "role", "manifest_digest")
+
+
+@dataclass(frozen=True, slots=True)
+class _Binding:
+    """What a session is for: the metadata columns of its ``sessions`` row."""
+
+    workspace: str | None
+    kind: SessionKind
+    role: str | None
+    manifest_digest: str | None
+
+
+def _optional_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _state_from_row(row: tuple[object, ...]) -> SessionState:
+    (session, workspace, kind, role, digest, started, closed, reason, calls, out, tip, raw) = row
+    name = str(session)
+    if raw is None:
+        raise LedgerIntegrityError(
+            f"session {name} has a state row but no genesis record; run `trackwrap audit verify`",
+            seq=0,
+        )
+    try:
+        data = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
+        genesis = json.loads(data)
+    except (UnicodeError, json.JSONDecodeError) as exc:
+        raise LedgerIntegrityError(
+            f"session {name} seq 0: stored genesis is not JSON", seq=0
+        ) from exc
+    if not isinstance(genesis, dict):
+        raise LedgerIntegrityError(
+            f"session {name} seq 0: stored genesis is not a JSON object", seq=0
+        )
+    try:
+        session_kind = SessionKind(str(kind))
+    except ValueError as exc:
+        raise LedgerIntegrityError(
+            f"session {name}: unknown session kind {kind!r} in the ledger", seq=None
+        ) from exc
+    return SessionState(
+        session=name,
+        workspace=_optional_str(workspace),
+        kind=session_kind,
+        role=_optional_str(role),
+        manifest_digest=_optional_str(digest),
+        started_ms=_stored_int(started, session=name),
+        closed=bool(closed),
+        close_reason=_optional_str(reason),
+        tool_calls=_stored_int(calls, session=name),
+        bytes_out=_stored_int(out, session=name),
+        events=_stored_int(tip, session=name) + 1,
+        genesis=genesis,
+    )
+
+
+def _stored_int(value: object, *, session: str) -> int:
+    if type(value) is not int:
+        raise LedgerIntegrityError(
+            f"session {session}: state row holds {value!r} where an integer belongs", seq=None
+        )
+    return value
+
+
+def _check_usage(usage: Usage) -> dict[str, object]:
+    for name, value in (("tool_calls", usage.tool_calls), ("bytes_out", usage.bytes_out)):
+        if type(value) is not int or value < 0:
+            raise LedgerError(f"usage {name} must be a non-negative int, not {value!r}")
+    return {"tool_calls": usage.tool_calls, "bytes_out": usage.bytes_out}
+
+
+def _check_optional_str(value: object, *, what: str) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise LedgerError(f"{what} must be a non-empty string or None, not {value!r}")
 
 
 _REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -258,31 +346,197 @@ class Ledger:
     def ensure_session(self, session: str, *, genesis: Mapping[str, object]) -> bool:
         """Append the ``session.start`` genesis if ``session`` has no records; True if it did.
 
-        ``genesis["kind"]`` is forced to ``session.start``. Race-safe across processes: exactly
-        one caller creates the session.
+        ``genesis["kind"]`` is forced to ``session.start``. The session is ``implicit``; its
+        ``workspace``, ``role`` and ``manifest_digest`` are taken from the genesis fields of those
+        names when they are strings. Race-safe across processes: exactly one caller creates the
+        session.
         """
         _validate_session(session)
         fields = _validate_body({**genesis, "kind": KIND_START}, what="a genesis record")
+        binding = _Binding(
+            workspace=_optional_str(fields.get("workspace")),
+            kind=SessionKind.IMPLICIT,
+            role=_optional_str(fields.get("role")),
+            manifest_digest=_optional_str(fields.get("manifest_digest")),
+        )
         with self._write("start a session") as txn:
             if self._tip(txn, session) is not None:
                 return False
-            if txn.execute("SELECT 1 FROM events WHERE session = ? LIMIT 1", (session,)).fetchone():
-                raise LedgerIntegrityError(
-                    f"audit ledger {self._path}: session {session} has records but no state row; "
-                    "run `trackwrap audit verify`",
-                    seq=None,
-                )
-            self._append_locked(txn, session, None, fields)
+            self._start_locked(txn, session, fields, binding)
             return True
 
-    def append(
-        self, session: str, body: Mapping[str, object], *, sync: bool = True
+    def start_session(
+        self,
+        session: str,
+        *,
+        genesis: Mapping[str, object],
+        workspace: str | None,
+        kind: str,
+        role: str | None,
+        manifest_digest: str | None,
+    ) -> int:
+        """Start ``session`` with a ``session.start`` genesis; return its seq (0).
+
+        The genesis holds the fields of ``genesis`` (``kind`` forced to ``session.start``) plus
+        ``workspace``, ``session_kind``, ``role`` and ``manifest_digest``, which ``genesis`` may
+        repeat but not contradict. ``workspace`` is compared verbatim by :meth:`active_session`:
+        pass the same normalized (resolved) path everywhere.
+
+        Raises:
+            LedgerError: the session already exists, an unknown ``kind``, bad fields, or SQLite
+                failure (nothing is written).
+        """
+        _validate_session(session)
+        try:
+            session_kind = SessionKind(kind)
+        except ValueError as exc:
+            known = ", ".join(member.value for member in SessionKind)
+            raise LedgerError(f"unknown session kind {kind!r}; use one of: {known}") from exc
+        _check_optional_str(workspace, what="workspace")
+        _check_optional_str(role, what="role")
+        _check_optional_str(manifest_digest, what="manifest_digest")
+        recorded: dict[str, object] = {
+            "workspace": workspace,
+            "session_kind": session_kind.value,
+            "role": role,
+            "manifest_digest": manifest_digest,
+        }
+        for name in _BINDING_FIELDS:
+            if name in genesis and genesis[name] != recorded[name]:
+                raise LedgerError(
+                    f"genesis field {name!r} is {genesis[name]!r} but the session's {name} is "
+                    f"{recorded[name]!r}"
+                )
+        fields = _validate_body(
+            {**genesis, **recorded, "kind": KIND_START}, what="a genesis record"
+        )
+        binding = _Binding(
+            workspace=workspace, kind=session_kind, role=role, manifest_digest=manifest_digest
+        )
+        with self._write("start a session") as txn:
+            if self._tip(txn, session) is not None:
+                raise LedgerError(f"audit ledger {self._path}: session {session} already exists")
+            return self._start_locked(txn, session, fields, binding).seq
+
+    def active_session(self, workspace: str) -> str | None:
+        """The newest explicit, open session bound to exactly ``workspace``, else None.
+
+        One indexed lookup (``sessions_active``); wrappers call it before every ``tools/call``.
+        """
+        with self._read("find the active session") as conn:
+            row = conn.execute(
+                "SELECT session FROM sessions "
+                "WHERE workspace = ? AND kind = 'explicit' AND closed = 0 "
+                "ORDER BY ord DESC LIMIT 1",
+                (workspace,),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def session_state(self, session: str) -> SessionState:
+        """The derived state of ``session`` with its parsed genesis.
+
+        Raises:
+            LedgerError: no such session.
+            LedgerIntegrityError: its state row or genesis is damaged.
+        """
+        _validate_session(session)
+        with self._read("read session state") as conn:
+            state = self._state(conn, session)
+        if state is None:
+            raise LedgerError(f"audit ledger {self._path}: no session {session}")
+        return state
+
+    def list_sessions(self) -> list[SessionState]:
+        """Every session, newest first (from derived state; ``verify`` checks the truth).
+
+        Raises:
+            LedgerIntegrityError: a state row or genesis is damaged.
+        """
+        with self._read("list sessions") as conn:
+            rows = conn.execute(_STATE_QUERY + " ORDER BY s.ord DESC").fetchall()
+        return [_state_from_row(row) for row in rows]
+
+    def append_decision(
+        self,
+        session: str,
+        build: Callable[[SessionState, int], tuple[Mapping[str, object], Usage]],
+        *,
+        sync: bool = True,
     ) -> Appended:
+        """Decide and record one call in a single ``BEGIN IMMEDIATE`` transaction.
+
+        ``build(state, seq)`` gets the session's current state (counters included) and the seq
+        the record will get, and returns the record body and the :class:`Usage` it spends
+        (``Usage()`` for a call that is not forwarded). The ledger stores the usage in the
+        record as ``usage`` and adds it to the session's counters, then commits. Writers in other
+        processes wait for the transaction, so a budget check made in ``build`` is exact: of
+        several processes racing for the last unit, exactly one sees room left. Keep ``build``
+        quick and free of I/O: every writer of the ledger waits for it.
+
+        Raises:
+            LedgerError: unknown or closed session, a bad body or usage, SQLite or key failure;
+                nothing is written.
+            Exception: whatever ``build`` raises, unchanged; nothing is written.
+        """
+        _validate_session(session)
+        with self._write("append a decision", sync=sync) as txn:
+            tip = self._open_tip(txn, session)
+            state = self._state(txn, session)
+            if state is None:  # the row was there a statement ago, in this transaction
+                raise LedgerError(f"audit ledger {self._path}: no session {session}")
+            body, usage = build(state, tip.seq + 1)
+            if USAGE_FIELD in body:
+                raise LedgerError(f"a decision must not set {USAGE_FIELD!r}: the ledger does")
+            fields = _validate_body(body, what="a decision record")
+            if fields["kind"] in {KIND_START, KIND_SEAL, KIND_END}:
+                raise LedgerError(f"kind {fields['kind']!r} is written by the ledger itself")
+            fields[USAGE_FIELD] = _check_usage(usage)
+            appended = self._append_locked(txn, session, tip, fields)
+            if usage.tool_calls or usage.bytes_out:
+                txn.execute(
+                    "UPDATE sessions SET tool_calls = tool_calls + ?, bytes_out = bytes_out + ? "
+                    "WHERE session = ?",
+                    (usage.tool_calls, usage.bytes_out, session),
+                )
+            return appended
+
+    def close_session(
+        self, session: str, *, reason: str, extra: Mapping[str, object] | None = None
+    ) -> int:
+        """End ``session``: a ``session.end`` record ``{reason, **extra}`` and a final seal, in
+        one transaction; return the seal's seq.
+
+        Raises:
+            LedgerError: unknown or already closed session, bad fields, SQLite or key failure.
+        """
+        _validate_session(session)
+        if not reason:
+            raise LedgerError("a session's close reason must be a non-empty string")
+        extra = {} if extra is None else dict(extra)
+        clashing = sorted({"kind", "reason", USAGE_FIELD}.intersection(extra))
+        if clashing:
+            raise LedgerError(f"extra fields of session.end must not set {', '.join(clashing)}")
+        fields = _validate_body(
+            {**extra, "kind": KIND_END, "reason": reason}, what="a session.end record"
+        )
+        with self._write("close a session") as txn:
+            tip = self._tip(txn, session)
+            if tip is None:
+                raise LedgerError(f"audit ledger {self._path}: no session {session}")
+            if tip.closed:
+                raise LedgerError(f"session {session} is already closed")
+            self._append_locked(txn, session, tip, fields)  # advances ``tip`` in place
+            seal = self._seal_locked(txn, session, tip, final=True)
+            txn.execute("UPDATE sessions SET close_reason = ? WHERE session = ?", (reason, session))
+            return seal.seq
+
+    def append(self, session: str, body: Mapping[str, object], *, sync: bool = True) -> Appended:
         """Append one record to ``session``; return after it is committed.
 
         ``body`` supplies ``kind`` and the event's fields (str/int/bool/None/list/dict only); the
         ledger adds ``v``, ``session``, ``seq``, ``prev`` and ``ts_ms``. ``session.start`` and
-        ``segment.seal`` are written by :meth:`ensure_session` and the seal methods only. When
+        ``segment.seal`` are written by :meth:`ensure_session` and the seal methods only,
+        ``usage`` by :meth:`append_decision` only; end a session with :meth:`close_session`. When
         ``seal_every`` records are unsealed, a seal is appended in the same transaction.
 
         ``sync=False`` commits without waiting for the disk (see :meth:`flush`).
@@ -295,6 +549,8 @@ class Ledger:
         fields = _validate_body(body, what="a ledger record")
         if fields["kind"] in {KIND_START, KIND_SEAL}:
             raise LedgerError(f"kind {fields['kind']!r} is written by the ledger itself")
+        if USAGE_FIELD in fields:
+            raise LedgerError(f"{USAGE_FIELD!r} is written by append_decision only")
         with self._write("append a record", sync=sync) as txn:
             tip = self._open_tip(txn, session)
             return self._append_locked(txn, session, tip, fields)
@@ -505,6 +761,38 @@ class Ledger:
             closed=bool(row[10]),
         )
 
+    @staticmethod
+    def _state(conn: sqlite3.Connection, session: str) -> SessionState | None:
+        row = conn.execute(_STATE_QUERY + " WHERE s.session = ?", (session,)).fetchone()
+        return None if row is None else _state_from_row(row)
+
+    def _start_locked(
+        self,
+        conn: sqlite3.Connection,
+        session: str,
+        fields: dict[str, object],
+        binding: _Binding,
+    ) -> Appended:
+        if conn.execute("SELECT 1 FROM events WHERE session = ? LIMIT 1", (session,)).fetchone():
+            raise LedgerIntegrityError(
+                f"audit ledger {self._path}: session {session} has records but no state row; "
+                "run `trackwrap audit verify`",
+                seq=None,
+            )
+        appended = self._append_locked(conn, session, None, fields)
+        conn.execute(
+            "UPDATE sessions SET workspace = ?, kind = ?, role = ?, manifest_digest = ? "
+            "WHERE session = ?",
+            (
+                binding.workspace,
+                binding.kind.value,
+                binding.role,
+                binding.manifest_digest,
+                session,
+            ),
+        )
+        return appended
+
     def _open_tip(self, conn: sqlite3.Connection, session: str) -> _Tip:
         tip = self._tip(conn, session)
         if tip is None:
@@ -572,9 +860,9 @@ class Ledger:
                 closed=False,
             )
             conn.execute(
-                f"INSERT INTO sessions (session, {_TIP_COLUMNS.removeprefix('ord, ')}) "  # noqa: S608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (session, ts_ms, ts_ms, seq, digest, 0, ts_ms, 0, None, None, 0),
+                f"INSERT INTO sessions (session, {_TIP_COLUMNS.removeprefix('ord, ')}, "  # noqa: S608
+                "started_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (session, ts_ms, ts_ms, seq, digest, 0, ts_ms, 0, None, None, 0, ts_ms),
             )
             return Appended(seq=seq, hash=digest), tip
         if tip.unsealed == 0:

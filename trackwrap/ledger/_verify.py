@@ -10,8 +10,12 @@ wall-clock truth need state held elsewhere (collector receipts, timestamps). Hen
 
 Codes (severity): ``PARSE``, ``NON_CANONICAL``, ``FOREIGN_SESSION``, ``SEQ_GAP_OR_REORDER``,
 ``CHAIN_BREAK``, ``NO_GENESIS``, ``SEAL_MISMATCH``, ``SEAL_CHAIN_BREAK``, ``SEAL_BAD_SIGNATURE``,
-``SEAL_KEY_INVALID``, ``RECORD_AFTER_FINAL_SEAL`` (fail); ``UNSEALED_TAIL``, ``CLOCK_ANOMALY``
-(warn).
+``SEAL_KEY_INVALID``, ``RECORD_AFTER_FINAL_SEAL`` (fail); ``UNSEALED_TAIL``, ``CLOCK_ANOMALY``,
+``COUNTER_MISMATCH`` (warn).
+
+``COUNTER_MISMATCH``: the session's derived ``tool_calls`` / ``bytes_out`` counters (which budget
+checks read) differ from the sum of the ``usage`` its records carry, or a record's ``usage`` is
+malformed. The records are the truth; the counters were edited or are stale.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from trackwrap.ledger._records import (
     RECORD_VERSION,
     SEAL_PAYLOAD_TYPE,
     SEAL_TYPE,
+    USAGE_FIELD,
     RecordParseError,
     jcs,
     parse_strict,
@@ -162,10 +167,11 @@ def _verify(
         names = [session]
     source: KeysSource = "ledger" if trusted_keys is None else "trusted"
     keys = _ledger_keys(conn) if trusted_keys is None else dict(trusted_keys)
+    counters = _stored_counters(conn)
     verdicts = []
     for name in names:
         rows = conn.execute("SELECT seq, body FROM events WHERE session = ? ORDER BY seq", (name,))
-        verdicts.append(_SessionChecker(name, keys).run(rows))
+        verdicts.append(_SessionChecker(name, keys, counters=counters.get(name)).run(rows))
     return VerifyReport(sessions=verdicts, keys_source=source)
 
 
@@ -179,6 +185,27 @@ def _session_names(conn: sqlite3.Connection) -> list[str]:
             seen.add(name)
             names.append(name)
     return names
+
+
+def _stored_counters(conn: sqlite3.Connection) -> dict[str, tuple[object, object]]:
+    """Each session's derived usage counters; none from a ledger older than the counters."""
+    try:
+        rows = conn.execute("SELECT session, tool_calls, bytes_out FROM sessions").fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    return {str(name): (tool_calls, bytes_out) for name, tool_calls, bytes_out in rows}
+
+
+def _usage_of(value: object) -> tuple[int, int] | None:
+    """``(tool_calls, bytes_out)`` of a well-formed ``usage`` field, else None."""
+    if not isinstance(value, dict) or set(value) != {"tool_calls", "bytes_out"}:
+        return None
+    tool_calls, bytes_out = value["tool_calls"], value["bytes_out"]
+    if type(tool_calls) is not int or type(bytes_out) is not int:
+        return None
+    if tool_calls < 0 or bytes_out < 0:
+        return None
+    return tool_calls, bytes_out
 
 
 def _ledger_keys(conn: sqlite3.Connection) -> dict[str, bytes]:
@@ -205,6 +232,7 @@ def _as_bytes(stored: object) -> bytes | None:
 class _SessionChecker:
     session: str
     keys: Mapping[str, bytes]
+    counters: tuple[object, object] | None = None
     issues: list[VerifyIssue] = field(default_factory=list)
     omitted: int = 0
     first_fail_bound: int | None = None
@@ -222,6 +250,9 @@ class _SessionChecker:
     sealed_through: int = -1
     final_seq: int | None = None
     after_final_reported: bool = False
+    # usage summed over the records
+    tool_calls: int = 0
+    bytes_out: int = 0
 
     def run(self, rows: Iterable[tuple[object, object]]) -> SessionVerdict:
         for row_seq, stored in rows:
@@ -233,6 +264,14 @@ class _SessionChecker:
                 "UNSEALED_TAIL",
                 self.last_seal_seq + 1,
                 f"seq {self.last_seal_seq + 1}..{self.prev_seq} are not covered by a seal",
+            )
+        if self.counters is not None and self.counters != (self.tool_calls, self.bytes_out):
+            self._warn(
+                "COUNTER_MISMATCH",
+                None,
+                f"records spend tool_calls={self.tool_calls} bytes_out={self.bytes_out}; the "
+                f"stored counters say tool_calls={self.counters[0]!r} "
+                f"bytes_out={self.counters[1]!r}",
             )
         severities = {issue.severity for issue in self.issues}
         if self.first_fail_bound is not None:
@@ -340,8 +379,18 @@ class _SessionChecker:
         kind = record.get("kind")
         if not isinstance(kind, str):
             self._fail("PARSE", seq, "kind is missing or not a string")
+        if USAGE_FIELD in record:
+            self._count_usage(seq, record[USAGE_FIELD])
         if kind == KIND_SEAL:
             self._check_seal(seq, digest, record)
+
+    def _count_usage(self, seq: int, value: object) -> None:
+        usage = _usage_of(value)
+        if usage is None:
+            self._warn("COUNTER_MISMATCH", seq, f"malformed {USAGE_FIELD}: {repr(value)[:200]}")
+            return
+        self.tool_calls += usage[0]
+        self.bytes_out += usage[1]
 
     def _check_link(self, seq: int, record: dict[str, object]) -> None:
         kind = record.get("kind")

@@ -66,6 +66,11 @@ class Gate(Protocol):
         answer with instead. ``override`` = (rule, reason) turns the call into a deny."""
         ...
 
+    def bind(self, judgements: Sequence[Judgement], raw: bytes) -> bytes | None:
+        """Just before forwarding committed calls: the bytes to send (the same ``raw``, or with
+        trackwrap's annotations), or None if ``raw`` is not what was judged."""
+        ...
+
     def settle(self) -> None:
         """Called after trackwrap has answered calls itself (e.g. to make records durable)."""
         ...
@@ -278,36 +283,50 @@ class Relay:
     async def _govern(self, gate: Gate, msg: dict[str, Any], raw: bytes) -> None:
         msg_id = msg.get("id", _MISSING)
         override = None if is_valid_id(msg_id) else _INVALID_ID
-        result = self._commit(gate, self._evaluate(gate, msg), override)
-        if result is None:
-            self._pending_c2s[id_key(msg_id)] = "tools/call"
-            await self._send_child(raw)
-            return
-        await self._answer_call(gate, msg_id, result)
+        judgement = self._evaluate(gate, msg)
+        result = self._commit(gate, judgement, override)
+        if result is None and judgement is not None:
+            out = self._bind(gate, [judgement], raw)
+            if out is not None:
+                self._pending_c2s[id_key(msg_id)] = "tools/call"
+                await self._send_child(out)
+                return
+            result = tool_error_result(_BIND_REFUSED)
+        await self._answer_call(gate, msg_id, result or tool_error_result(_BIND_REFUSED))
 
     async def _govern_batch(self, gate: Gate, batch: list[Any], raw: bytes) -> None:
         if not batch:
             await self._answer(error_response(None, INVALID_REQUEST, "invalid request: empty"))
             return
-        answers = self._judge_batch(gate, batch)
+        answers, allowed = self._judge_batch(gate, batch)
         if not answers:
-            for element in batch:
-                if isinstance(element, dict):
-                    self._track(self._pending_c2s, self._pending_s2c, element)
-            await self._send_child(raw)
-            return
-        out = [
+            out = self._bind(gate, allowed, raw)
+            if out is not None:
+                for element in batch:
+                    if isinstance(element, dict):
+                        self._track(self._pending_c2s, self._pending_s2c, element)
+                await self._send_child(out)
+                return
+            answers = {
+                index: tool_error_result(_BIND_REFUSED)
+                for index, element in enumerate(batch)
+                if isinstance(element, dict) and element.get("method") == "tools/call"
+            }
+        replies = [
             answer
             for index, element in enumerate(batch)
             if (answer := self._batch_answer(element, index, answers)) is not None
         ]
-        if out:
-            await self._write_ide(dumps(out) + b"\n")
+        if replies:
+            await self._write_ide(dumps(replies) + b"\n")
         self._settle(gate)
 
-    def _judge_batch(self, gate: Gate, batch: list[Any]) -> dict[int, dict[str, Any]]:
+    def _judge_batch(
+        self, gate: Gate, batch: list[Any]
+    ) -> tuple[dict[int, dict[str, Any]], list[Judgement]]:
         """Decide and record every ``tools/call`` in a batch. If any one is not allowed, all of
-        them are answered by trackwrap (an empty result means: forward the batch as it is)."""
+        them are answered by trackwrap (no answers means: forward the batch, after binding the
+        allowed judgements returned alongside)."""
         calls = [
             (index, el, self._evaluate(gate, el))
             for index, el in enumerate(batch)
@@ -343,7 +362,7 @@ class Relay:
                 answers.setdefault(
                     index, tool_error_result("DENY — batch not forwarded (rule BATCH-DENIED)")
                 )
-        return answers
+        return answers, [j for _i, _el, j in calls if j is not None]
 
     def _batch_answer(
         self, element: object, index: int, answers: dict[int, dict[str, Any]]
@@ -391,6 +410,16 @@ class Relay:
         else:
             self._sink.say("denied a tools/call sent as a notification (no id)")
         self._settle(gate)
+
+    def _bind(self, gate: Gate, judgements: Sequence[Judgement], raw: bytes) -> bytes | None:
+        try:
+            out = gate.bind(judgements, raw)
+        except Exception:  # noqa: BLE001 - pipeline boundary: nothing unbound goes out
+            self._sink.say("internal error while binding a tools/call; denied")
+            return None
+        if out is None:
+            self._sink.say("a tools/call did not match what was judged; not forwarded")
+        return out
 
     def _settle(self, gate: Gate) -> None:
         try:
@@ -490,6 +519,8 @@ class Relay:
             self._ide_gone = True
             self._sink.say("client closed its end of the pipe")
 
+
+_BIND_REFUSED = "DENY — the call to forward did not match the call judged (rule BIND-MISMATCH)"
 
 _INVALID_ID = (
     "WIRE-INVALID-ID",

@@ -13,12 +13,18 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from trackwrap.errors import LedgerError
-from trackwrap.ledger import Ledger
-from trackwrap.policy import Context, Decision, Outcome, Pipeline
-from trackwrap.relay import StderrSink, tool_error_result
+from trackwrap.errors import LedgerError, NormalizeError
+from trackwrap.ledger import Ledger, SessionState, Usage
+from trackwrap.manifest import DriftFinding
+from trackwrap.policy import Context, Decision, Finding, Outcome, action_hash
+from trackwrap.relay import StderrSink, dumps, tool_error_result
+from trackwrap.session._binding import Binder, Binding
 
 __all__ = ["CallJudgement", "Governor", "decision_text", "event_body"]
+
+DRIFT_RULE = "HARNESS-DRIFT-001"
+TOKEN_META_KEY = "dev.trackwrap/token"  # noqa: S105 - a _meta key name, not a secret
+TOKEN_TTL_MS = 60_000
 
 TARGET_CAP = 200
 ARGS_CAP = 2048
@@ -33,6 +39,8 @@ class CallJudgement:
     arguments: object
     request_id: object
     eval_us: int
+    binding: Binding
+    bytes_out: int = 0
 
 
 def decision_text(decision: Decision, *, tool: str, target: str, trace: str) -> str:
@@ -56,6 +64,14 @@ def _args_preview(arguments: object) -> str:
     except (ValueError, TypeError):
         text = repr(arguments)
     return _cap(text.encode("utf-8", "replace").decode("utf-8"), ARGS_CAP)
+
+
+def _drift(findings: Sequence[Finding]) -> dict[str, object] | None:
+    for f in findings:
+        if isinstance(f, DriftFinding):
+            return {"type": f.drift, "pattern": f.pattern, "rule": f.rule,
+                    "detail": _cap(f.detail, 500)}
+    return None
 
 
 def event_body(
@@ -90,15 +106,37 @@ def event_body(
             }
             for f in decision.findings
         ],
+        "drift": _drift(decision.findings),
         "trace": trace,
         "target": _cap(action.target() if action is not None else "", TARGET_CAP),
         "args": _args_preview(judgement.arguments),
+        "bytes_out": judgement.bytes_out if forwarded else 0,
         "request_id": json.dumps(judgement.request_id),
         "policy_hash": policy_hash,
+        "manifest": judgement.binding.manifest_digest,
         "mode": mode,
         "eval_us": judgement.eval_us,
         "pid": os.getpid(),
     }
+
+
+def _denied(judgement: CallJudgement, rule: str, reason: str,
+            drift: DriftFinding | None = None) -> CallJudgement:
+    findings = judgement.decision.findings + ((drift,) if drift is not None else ())
+    return replace(
+        judgement,
+        allowed=False,
+        decision=replace(judgement.decision, outcome=Outcome.DENY, rule=rule, reason=reason,
+                         enforced=True, findings=findings),
+    )
+
+
+@dataclass(slots=True)
+class _Issued:
+    """What commit handed out for one allowed call, for the bind step before forwarding."""
+
+    action_hash: str | None
+    token: str | None
 
 
 class Governor:
@@ -107,34 +145,42 @@ class Governor:
     def __init__(
         self,
         *,
-        pipeline: Pipeline,
+        binder: Binder,
         ledger: Ledger,
-        session: str,
         server: str,
         context: Callable[[], Context],
         policy_hash: str,
         mode: str,
         sink: StderrSink,
         new_trace: Callable[[], str],
+        mint: Callable[[Mapping[str, object]], str] | None = None,
+        inject_token: bool = False,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         seal_interval_s: float = 60.0,
-        on_record: Callable[[Mapping[str, object]], None] | None = None,
     ) -> None:
-        self._pipeline = pipeline
+        self._binder = binder
         self._ledger = ledger
-        self._session = session
         self._server = server
         self._context = context
         self._policy_hash = policy_hash
         self._mode = mode
         self._sink = sink
         self._new_trace = new_trace
+        self._mint = mint
+        self._inject = inject_token
+        self._clock_ms = clock_ms
         self._seal_interval_s = seal_interval_s
-        self._on_record = on_record
         self._flush_due = anyio.Event()
+        self._issued: dict[int, _Issued] = {}
+        self._touched: set[str] = set()
 
     @property
     def server(self) -> str:
         return self._server
+
+    @property
+    def session(self) -> str:
+        return self._binder.session
 
     def evaluate(self, request: dict[str, Any]) -> CallJudgement:
         params = request.get("params")
@@ -143,27 +189,27 @@ class Governor:
         tool = name if isinstance(name, str) else ""
         arguments = params.get("arguments", {})
         start = time.perf_counter_ns()
-        decision = self._pipeline.evaluate(
+        try:
+            binding = self._binder.current()
+        except LedgerError as exc:
+            self._sink.say(f"cannot look up the workspace's session: {exc}")
+            binding = self._binder.closed(self._binder.session)
+        decision = binding.pipeline.evaluate(
             server=self._server, tool=tool, arguments=arguments, context=self._context()
         )
         if not tool:
-            decision = replace(
-                decision,
-                outcome=Outcome.DENY,
-                rule="WIRE-INVALID-PARAMS",
-                reason="tools/call without a tool name",
-                enforced=True,
-            )
+            decision = replace(decision, outcome=Outcome.DENY, rule="WIRE-INVALID-PARAMS",
+                               reason="tools/call without a tool name", enforced=True)
+        elif binding.deny_all is not None:
+            rule, reason = binding.deny_all
+            decision = replace(decision, outcome=Outcome.DENY, rule=rule, reason=reason,
+                               enforced=True)
         eval_us = (time.perf_counter_ns() - start) // 1000
         allowed = decision.outcome in (Outcome.ALLOW, Outcome.REDACT) or not decision.enforced
         return CallJudgement(
-            allowed=allowed,
-            decision=decision,
-            server=self._server,
-            tool=tool,
-            arguments=arguments,
-            request_id=request.get("id"),
-            eval_us=eval_us,
+            allowed=allowed, decision=decision, server=self._server, tool=tool,
+            arguments=arguments, request_id=request.get("id"), eval_us=eval_us,
+            binding=binding, bytes_out=_arg_bytes(arguments),
         )
 
     def commit(
@@ -172,48 +218,132 @@ class Governor:
         if not isinstance(judgement, CallJudgement):
             raise TypeError("Governor.commit takes the CallJudgement its evaluate returned")
         if override is not None:
-            rule, reason = override
-            judgement = replace(
-                judgement,
-                allowed=False,
-                decision=replace(
-                    judgement.decision, outcome=Outcome.DENY, rule=rule, reason=reason,
-                    enforced=True,
-                ),
-            )
+            judgement = _denied(judgement, *override)
         trace = self._new_trace()
-        body = event_body(
-            judgement,
-            forwarded=judgement.allowed,
-            trace=trace,
-            policy_hash=self._policy_hash,
-            mode=self._mode,
-        )
-        decision = judgement.decision
-        target = str(body["target"])
+        outcome: list[CallJudgement] = [judgement]
+        issued = _Issued(action_hash=judgement.decision.action_hash, token=None)
+
+        def build(state: SessionState, seq: int) -> tuple[Mapping[str, object], Usage]:
+            final = self._within_budget(judgement, state)
+            body = event_body(final, forwarded=final.allowed, trace=trace,
+                              policy_hash=self._policy_hash, mode=self._mode)
+            usage = Usage()
+            if final.allowed:
+                usage = Usage(tool_calls=1, bytes_out=final.bytes_out)
+                if self._mint is not None:
+                    now = self._clock_ms()
+                    jti = self._new_trace()[3:]
+                    issued.token = self._mint({
+                        "v": 1, "session": state.session, "seq": seq,
+                        "action_hash": final.decision.action_hash,
+                        "policy": self._policy_hash,
+                        "manifest": final.binding.manifest_digest,
+                        "iat_ms": now, "exp_ms": now + TOKEN_TTL_MS, "jti": jti,
+                    })
+                    body["token_id"] = jti
+            outcome[0] = final
+            return body, usage
+
+        session = judgement.binding.session
+        self._touched.add(session)
         try:
-            # A call that will be forwarded is recorded durably first (write-ahead). A call
-            # trackwrap answers itself is committed crash-safe now and fsynced in settle(),
-            # right after the answer is written.
-            self._ledger.append(self._session, body, sync=judgement.allowed)
+            self._ledger.append_decision(session, build, sync=judgement.allowed)
         except LedgerError as exc:
+            if _closed(self._ledger, session) and self._binder.session == session:
+                return self._after_close(judgement, session, override)
             self._sink.say(f"audit ledger cannot be written, call denied: {exc}")
-            failed = replace(
-                decision,
-                outcome=Outcome.DENY,
-                rule="LEDGER-UNAVAILABLE",
-                reason="the audit ledger cannot be written, so nothing is forwarded",
-            )
-            return tool_error_result(
-                decision_text(failed, tool=judgement.tool, target=target, trace=trace)
-            )
-        if self._on_record is not None:
-            self._on_record(body)
-        if judgement.allowed:
+            failed = _denied(judgement, "LEDGER-UNAVAILABLE",
+                             "the audit ledger cannot be written, so nothing is forwarded")
+            return tool_error_result(self._text(failed, trace))
+        final = outcome[0]
+        if final.allowed:
+            self._issued[id(judgement)] = issued
             return None
-        return tool_error_result(
-            decision_text(decision, tool=judgement.tool, target=target, trace=trace)
+        self._react_to_drift(final)
+        return tool_error_result(self._text(final, trace))
+
+    def bind(self, judgements: Sequence[Any], raw: bytes) -> bytes | None:
+        """Just before forwarding: recompute each call's action hash from the exact bytes that
+        will go out and refuse on any mismatch; with ``--inject-token``, put each call's token
+        in its ``params._meta``. Returns the bytes to forward, or None to refuse."""
+        issued = [self._issued.pop(id(j), None) for j in judgements]
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return None
+        calls = [m for m in (message if isinstance(message, list) else [message])
+                 if isinstance(m, dict) and m.get("method") == "tools/call"]
+        if len(calls) != len(issued) or any(i is None for i in issued):
+            return None
+        for call, info in zip(calls, issued, strict=True):
+            if info is None:
+                return None
+            params = call.get("params")
+            params = params if isinstance(params, dict) else {}
+            name = params.get("name")
+            try:
+                digest = action_hash(self._server, name if isinstance(name, str) else "",
+                                     params.get("arguments", {}))
+            except NormalizeError:
+                return None
+            if digest != info.action_hash:
+                return None
+            if self._inject and info.token is not None and isinstance(call.get("params"), dict):
+                meta = call["params"].setdefault("_meta", {})
+                if isinstance(meta, dict):
+                    meta[TOKEN_META_KEY] = info.token
+        return dumps(message) if self._inject else raw
+
+    def _within_budget(self, judgement: CallJudgement, state: SessionState) -> CallJudgement:
+        budget = judgement.binding.budget
+        if not judgement.allowed or budget is None or state.session != judgement.binding.session:
+            return judgement
+        over = None
+        if budget.tool_calls is not None and state.tool_calls + 1 > budget.tool_calls:
+            over = f"tool_calls budget of {budget.tool_calls} is spent"
+        elif (budget.bytes_out is not None
+              and state.bytes_out + judgement.bytes_out > budget.bytes_out):
+            over = (f"bytes_out budget of {budget.bytes_out} bytes would be exceeded "
+                    f"({state.bytes_out} used, this call sends {judgement.bytes_out})")
+        elif budget.duration_s is not None and (
+            self._clock_ms() - state.started_ms > budget.duration_s * 1000
+        ):
+            over = f"duration budget of {budget.duration_s}s is over"
+        if over is None:
+            return judgement
+        drift = DriftFinding(
+            inspector="budget", rule=DRIFT_RULE, confidence=1.0, detail=over, attack=None,
+            owasp="ASI10", drift="budget_overrun", pattern="budget_overrun",
         )
+        return _denied(judgement, DRIFT_RULE, f"budget_overrun: {over}", drift)
+
+    def _react_to_drift(self, judgement: CallJudgement) -> None:
+        drift = _drift(judgement.decision.findings)
+        binding = judgement.binding
+        if drift is None or binding.on_drift != "terminate" or not binding.explicit:
+            return
+        try:
+            self._ledger.close_session(binding.session, reason="policy_terminated",
+                                       extra={"drift": drift})
+        except LedgerError as exc:
+            self._sink.say(f"could not terminate session {binding.session}: {exc}")
+            return
+        self._sink.say(f"session {binding.session} terminated after drift ({drift['type']})")
+        self._binder.closed(binding.session)
+
+    def _after_close(self, judgement: CallJudgement, session: str,
+                     override: tuple[str, str] | None) -> dict[str, Any] | None:
+        """The bound session was closed meanwhile: judge the call again under what applies now
+        (recorded in that session instead)."""
+        self._binder.closed(session)
+        request = {"id": judgement.request_id,
+                   "params": {"name": judgement.tool, "arguments": judgement.arguments}}
+        return self.commit(self.evaluate(request), override=override)
+
+    def _text(self, judgement: CallJudgement, trace: str) -> str:
+        action = judgement.decision.action
+        target = _cap(action.target() if action is not None else "", TARGET_CAP)
+        return decision_text(judgement.decision, tool=judgement.tool, target=target, trace=trace)
 
     def settle(self) -> None:
         """After trackwrap answered calls itself: have their records fsynced, off the path of
@@ -236,16 +366,35 @@ class Governor:
         interval_ms = int(self._seal_interval_s * 1000)
         while True:
             await anyio.sleep(self._seal_interval_s)
-            try:
-                self._ledger.seal_if_older(self._session, max_age_ms=interval_ms)
-            except LedgerError as exc:
-                self._sink.say(f"could not seal the audit ledger: {exc}")
+            for session in sorted(self._touched):
+                try:
+                    self._ledger.seal_if_older(session, max_age_ms=interval_ms)
+                except LedgerError as exc:
+                    self._sink.say(f"could not seal session {session}: {exc}")
 
     def close(self) -> None:
-        """Seal what this wrapper left unsealed and close the store."""
+        """Seal what this wrapper left unsealed (in every session it wrote to) and close."""
         try:
-            self._ledger.seal(self._session)
-        except LedgerError as exc:
-            self._sink.say(f"could not seal the audit ledger at exit: {exc}")
+            for session in sorted(self._touched):
+                try:
+                    self._ledger.seal(session)
+                except LedgerError as exc:
+                    self._sink.say(f"could not seal session {session} at exit: {exc}")
         finally:
             self._ledger.close()
+
+
+def _arg_bytes(arguments: object) -> int:
+    """Bytes this call sends upstream, for the ``bytes_out`` budget (its arguments as JSON)."""
+    try:
+        return len(json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
+                   .encode("utf-8", "surrogatepass"))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _closed(ledger: Ledger, session: str) -> bool:
+    try:
+        return ledger.session_state(session).closed
+    except LedgerError:
+        return False

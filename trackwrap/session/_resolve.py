@@ -12,7 +12,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
-__all__ = ["implicit_session_id", "new_trace_id"]
+__all__ = ["implicit_session_id", "new_session_id", "new_trace_id"]
 
 
 def implicit_session_id(workspace: str, *, now: datetime) -> str:
@@ -22,3 +22,8 @@ def implicit_session_id(workspace: str, *, now: datetime) -> str:
 
 def new_trace_id() -> str:
     return f"tr-{secrets.token_hex(6)}"
+
+
+def new_session_id(*, now: datetime) -> str:
+    """An explicit session's id, e.g. ``sess-2026-05-05-7c4a91``."""
+    return f"sess-{now.strftime('%Y-%m-%d')}-{secrets.token_hex(3)}"
