@@ -111,6 +111,25 @@ def wall_ms(argv: list[str], env: dict[str, str], runs: int) -> float:
     return statistics.median(times)
 
 
+def signed_session(home: str, env: dict[str, str]) -> None:
+    """Start a signed session for ROOT (where the benchmark's wrappers run): a publisher key,
+    trusted, signing a manifest that allows the echo server's tools with a large budget."""
+    def tw(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "trackwrap", *args], env=env, cwd=ROOT,
+                              capture_output=True, text=True, check=True)
+        return done.stdout
+
+    key = os.path.join(home, "publisher.key")
+    public = tw("keys", "generate", "--out", key).split("public key ")[1].split()[0]
+    tw("trust", "add", "--publisher", "bench", "--key", public)
+    manifest = os.path.join(home, "bench.yaml")
+    with open(manifest, "w") as f:
+        f.write(f'agent: bench\nmanifest:\n  role: developer\n  workspace: "{ROOT}"\n'
+                "  allowed_tools: [echo.*]\n  budget:\n    tool_calls: 100000000\n")
+    tw("manifest", "sign", "--key", key, manifest)
+    tw("session", "start", "--manifest", manifest + ".dsse.json", "--workspace", str(ROOT))
+
+
 def fsynced_commit_us(directory: str, n: int = 1000) -> float:
     """The floor the allow path stands on: one SQLite WAL commit with synchronous=FULL."""
     import sqlite3
@@ -152,13 +171,20 @@ def main() -> None:
             ("byte relay (baseline)", byte_relay(*server), echo),
             ("trackwrap allow", trackwrap(*server), echo),
             ("trackwrap deny", trackwrap(*server), deny),
+            ("allow, signed session", trackwrap(*server), echo),
         ]
         results = {}
         print(f"\n{label}: one tools/call round trip, {opts.calls} calls after "
               f"{opts.warmup} warm-up")
         print(f"{'path':<24}{'p50 µs':>10}{'p99 µs':>10}{'Δp50 vs direct':>16}")
         for name, argv, req in rows:
-            s = measure(argv, env, req, opts.calls, opts.warmup)
+            if name == "allow, signed session":
+                # manifest scope, exact budget and an execution token on every call
+                session_env = {**env, "TRACKWRAP_HOME": tempfile.mkdtemp(prefix="tw-bench-")}
+                signed_session(session_env["TRACKWRAP_HOME"], session_env)
+                s = measure(argv, session_env, req, opts.calls, opts.warmup)
+            else:
+                s = measure(argv, env, req, opts.calls, opts.warmup)
             results[name] = statistics.median(s)
             delta = results[name] - results["direct"]
             print(f"{name:<24}{statistics.median(s):>10.0f}{p(s, 99):>10.0f}{delta:>+16.0f}")
@@ -166,6 +192,9 @@ def main() -> None:
         relay = results["byte relay (baseline)"] - results["direct"]
         print(f"trackwrap allow adds {over:.0f} µs p50 over direct (target ≤ 400 µs; "
               f"the byte relay alone adds {relay:.0f})")
+        signed = results["allow, signed session"] - results["direct"]
+        print(f"with a signed session and a token per call: {signed:.0f} µs over direct "
+              "(target ≤ 400 µs)")
         print(f"deny path / direct = {results['trackwrap deny'] / results['direct']:.2f} "
               "(target < 1.00: a deny is answered without the server)")
     print(f"\nfloor on this disk: one fsynced SQLite commit = {fsynced_commit_us(home):.0f} µs "

@@ -240,3 +240,31 @@ async def test_token_is_not_injected_by_default(tmp_path, ws):
     await w.recv()
     await w.finish()
     assert record.read_bytes().splitlines()[0] == raw
+
+
+async def test_default_role_holds_implicit_sessions_to_its_manifest(ws):
+    w = await Wrapped.start(wrapper_argv(echo_server(), "--default-role", "code-reviewer",
+                                         workspace=ws))
+    denied = await w.request(call(1, "echo", {"message": "x"}))
+    assert "rule HARNESS-DRIFT-001" in text_of(denied)
+    await w.finish()
+    events = [json.loads(line) for line in (await atw("audit", "show", "--json")).stdout
+              .splitlines()]
+    assert events[0]["kind"] == "session.start"
+    assert events[0].get("session_kind", "implicit") == "implicit"
+    assert events[0]["role"] == "code-reviewer"
+
+
+async def test_session_start_from_a_shipped_role(ws):
+    started = await atw("session", "start", "--role", "analytics-readonly", "--workspace",
+                        str(ws), "--developer", "ana@example.com")
+    assert started.returncode == 0, started.stderr
+    w = await Wrapped.start(wrapper_argv(echo_server(), workspace=ws))
+    assert "rule HARNESS-DRIFT-001" in text_of(await w.request(call(1, "echo")))
+    await w.finish()
+    listing = [json.loads(line) for line in
+               (await atw("session", "list", "--json")).stdout.splitlines()]
+    [explicit] = [s for s in listing if s["kind"] == "explicit"]
+    assert explicit["role"] == "analytics-readonly"
+    assert explicit["closed"] is False
+    assert (await atw("session", "list")).returncode == 0

@@ -33,7 +33,11 @@ Options before `--`:
   --policy FILE        policy file or directory (repeatable; default: shipped policy)
   --profiles DIR       extra server profiles
   --mode monitor       record what would be denied, but forward it
-  --session ID         join this session (default: TRACKWRAP_SESSION, else implicit)
+  --session ID         join this session (default: TRACKWRAP_SESSION, else the
+                       workspace's started session, else its implicit one)
+  --require-session    deny every call until a session is started for the workspace
+  --default-role ROLE  hold implicit sessions to this shipped role's manifest
+  --inject-token       put each call's execution token in params._meta
   --env-allow GLOB     pass only these variables (and PATH, HOME, …) to the upstream
   --env-deny GLOB      never pass these variables to the upstream
   --max-line-bytes N   cap on one message (default 128 MiB)

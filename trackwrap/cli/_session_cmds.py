@@ -13,12 +13,10 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from trackwrap import __version__
@@ -26,6 +24,9 @@ from trackwrap.cli._render import event_line
 from trackwrap.cli._roles import known_roles, role_payload, trust_store
 from trackwrap.cli._settings import Settings, load_settings, resolve_workspace
 from trackwrap.errors import ConfigError, KeyStoreError, LedgerError, SignatureError
+
+if TYPE_CHECKING:
+    from rich.panel import Panel
 
 __all__ = ["Started", "register", "render_diagnosis", "start_session"]
 
@@ -96,6 +97,16 @@ def keys_generate(
     out.print(f"public key ed25519:{base64.b64encode(key.public_raw).decode()}")
 
 
+def _table(*columns: str) -> Any:
+    """A table whose cells wrap instead of being cut short."""
+    from rich.table import Table
+
+    table = Table(*columns)
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
+
+
 def load_private_key(path: Path) -> Any:
     from trackwrap.crypto import SigningKey
 
@@ -131,7 +142,7 @@ def trust_add(
 def trust_list() -> None:
     """List pinned publishers."""
     settings = load_settings()
-    table = Table("publisher", "key id", "roles", "added")
+    table = _table("publisher", "key id", "roles", "added")
     for p in trust_store(settings).publishers():
         table.add_row(p.name, p.key_id, ", ".join(p.roles) or "any", str(p.added))
     out.print(table)
@@ -255,6 +266,8 @@ class Started:
     genesis: dict[str, object]
 
     def panel(self) -> Panel:
+        from rich.panel import Panel
+
         g = self.genesis
         budget = g.get("budget") if isinstance(g.get("budget"), dict) else {}
         remote = f" ({g['git_remote']})" if g.get("git_remote") else ""
@@ -405,7 +418,9 @@ def session_status(
 
 
 @session_app.command("list")
-def session_list() -> None:
+def session_list(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per session")] = False,
+) -> None:
     """Sessions, newest first."""
     settings = load_settings()
     ledger = _ledger(settings)
@@ -413,7 +428,16 @@ def session_list() -> None:
         states = ledger.list_sessions()
     finally:
         ledger.close()
-    table = Table("session", "kind", "role", "workspace", "calls", "state")
+    if as_json:
+        for st in states:
+            sys.stdout.write(json.dumps({
+                "session": st.session, "kind": str(st.kind), "role": st.role,
+                "workspace": st.workspace, "tool_calls": st.tool_calls,
+                "bytes_out": st.bytes_out, "closed": st.closed,
+                "close_reason": st.close_reason, "started_ms": st.started_ms,
+            }) + "\n")
+        return
+    table = _table("session", "kind", "role", "workspace", "calls", "state")
     for s in states:
         table.add_row(s.session, s.kind, s.role or "-", s.workspace or "-", str(s.tool_calls),
                       f"closed ({s.close_reason})" if s.closed else "open")
@@ -494,6 +518,8 @@ def diagnose(
 
 
 def render_diagnosis(d: dict[str, Any], console: Console) -> None:
+    from rich.panel import Panel
+
     m = d["manifest"]
     console.print(Panel.fit(
         f"session    {d['session_id']}\nagent      {d['agent'] or '-'}\n"
