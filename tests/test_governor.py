@@ -221,3 +221,61 @@ async def test_relay_stops_when_the_gate_cannot_be_built(tmp_path):
     with pytest.raises(BaseExceptionGroup) as info:
         await _relay_once(broken, tmp_path / "record.jsonl", [])
     assert info.group_contains(ProfileError)
+
+
+def test_bind_refuses_bytes_that_are_not_the_judged_call(ledger, workspace):
+    g = make_governor(ledger, workspace)
+    request = call("read_text_file", path=str(workspace / "a.txt"))
+    j = g.evaluate(request)
+    assert g.commit(j) is None
+    other = call("read_text_file", path=str(workspace / "b.txt"))
+    assert g.bind([j], json.dumps(other).encode()) is None
+    # the same call binds, byte for byte
+    j2 = g.evaluate(request)
+    assert g.commit(j2) is None
+    raw = json.dumps(request).encode()
+    assert g.bind([j2], raw) == raw
+
+
+def _session_governor(ledger: Ledger, workspace: Path, budget: str, clock: list[int]) -> Governor:
+    from trackwrap.manifest import parse_manifest
+
+    role = parse_manifest(
+        (f'agent: t\nmanifest:\n  role: developer\n  workspace: "{workspace}"\n'
+         f"  allowed_tools: [filesystem.*]\n  budget:\n{budget}").encode(), source="test")
+    gov = build_governance()
+    binder = Binder(
+        ledger=ledger, workspace=str(workspace), profiles=gov.profiles, policy=gov.policy,
+        inspectors=default_inspectors(), trust=lambda: TrustStore.load(Path("/nonexistent")),
+        known_roles=lambda: frozenset({"developer"}), implicit_session="sess-budget",
+        implicit_genesis={"workspace": str(workspace)}, fixed_session=None,
+        default_role=role, require_session=False, say=lambda _m: None,
+    )
+    return Governor(
+        binder=binder, ledger=ledger, server="filesystem",
+        context=context_factory(workspace=str(workspace)), policy_hash="p", mode="enforce",
+        sink=StderrSink(fd=2), new_trace=lambda: "tr-000000000001",
+        clock_ms=lambda: clock[0],
+    )
+
+
+def test_bytes_out_budget_counts_argument_bytes(ledger, workspace):
+    clock = [_now_ms()]
+    g = _session_governor(ledger, workspace, "    bytes_out: 200 B\n", clock)
+    small = call("write_file", path=str(workspace / "a.txt"), content="x" * 50)
+    big = call("write_file", path=str(workspace / "a.txt"), content="x" * 150)
+    assert g.commit(g.evaluate(small)) is None
+    result = g.commit(g.evaluate(big))
+    assert result is not None
+    assert "budget_overrun: bytes_out budget of 200 bytes" in result["content"][0]["text"]
+
+
+def test_duration_budget_ends_the_session_window(ledger, workspace):
+    clock = [_now_ms()]
+    g = _session_governor(ledger, workspace, "    duration: 1m\n", clock)
+    read = call("read_text_file", path=str(workspace / "a.txt"))
+    assert g.commit(g.evaluate(read)) is None
+    clock[0] += 61_000
+    result = g.commit(g.evaluate(read))
+    assert result is not None
+    assert "budget_overrun: duration budget of 60s is over" in result["content"][0]["text"]

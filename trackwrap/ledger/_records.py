@@ -71,7 +71,9 @@ def _check(value: object, where: str) -> None:
 
 def check_values(record: Mapping[str, object]) -> None:
     """Raise :class:`LedgerError` unless every value is one a record may hold (cheap pre-check)."""
-    _check(dict(record), "record")
+    as_dict = dict(record)
+    if not is_plain_json(as_dict):
+        _check(as_dict, "record")
 
 
 def jcs(value: object) -> bytes:

@@ -177,8 +177,8 @@ class Binder:
             return Binding(
                 session=self._implicit_session, explicit=False,
                 pipeline=self._scoped(self._default_role),
-                manifest_digest=self._default_role.digest, deny_all=deny_all,
-                implicit_default=True,
+                manifest_digest=self._default_role.digest, budget=self._default_role.budget,
+                deny_all=deny_all, implicit_default=True,
             )
         return Binding(session=self._implicit_session, explicit=False, pipeline=self._plain,
                        deny_all=deny_all, implicit_default=True)
