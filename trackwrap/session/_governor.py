@@ -267,6 +267,7 @@ class Governor:
         will go out and refuse on any mismatch; with ``--inject-token``, put each call's token
         in its ``params._meta``. Returns the bytes to forward, or None to refuse."""
         issued = [self._issued.pop(id(j), None) for j in judgements]
+        self._issued.clear()  # anything left belongs to calls that will never be forwarded
         try:
             message = json.loads(raw)
         except ValueError:
