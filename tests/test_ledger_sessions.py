@@ -311,7 +311,8 @@ def test_migration_fills_in_sessions_of_an_older_ledger(db: Path, key: SigningKe
         ALTER TABLE sessions DROP COLUMN close_reason;
         ALTER TABLE sessions DROP COLUMN tool_calls;
         ALTER TABLE sessions DROP COLUMN bytes_out;
-        DELETE FROM migrations WHERE name = '0002_session_rows';
+        DROP TABLE pins;
+        DELETE FROM migrations WHERE name IN ('0002_session_rows', '0003_tool_pins');
         PRAGMA user_version = 1;
         """
     )
@@ -330,7 +331,7 @@ def test_migration_fills_in_sessions_of_an_older_ledger(db: Path, key: SigningKe
     assert report.exit_code == 0, json.dumps(report.to_json())
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (3,)
     finally:
         conn.close()
 

@@ -10,8 +10,8 @@ from trackwrap.errors import Error
 __all__ = ["SUBCOMMANDS", "first_error", "main"]
 
 SUBCOMMANDS = frozenset(
-    {"audit", "check", "demo", "diagnose", "keys", "manifest", "session", "token", "trust",
-     "version"}
+    {"audit", "check", "demo", "diagnose", "keys", "manifest", "pins", "session", "token",
+     "trust", "version"}
 )
 
 

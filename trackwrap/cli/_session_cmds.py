@@ -461,6 +461,57 @@ def session_close(
     out.print(f"closed {sid} (final seal at seq {seq})")
 
 
+# ----------------------------------------------------------------------------------------- pins
+
+pins_app = typer.Typer(help="Pinned MCP tool sets: review and approve tool changes.",
+                       no_args_is_help=True)
+
+
+@pins_app.command("list")
+def pins_list(server: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Pinned tools, and new or changed ones waiting for approval."""
+    ledger = _ledger(load_settings())
+    try:
+        pins = ledger.pins(server)
+    finally:
+        ledger.close()
+    table = _table("server", "tool", "state", "digest")
+    for pin in pins:
+        digest = pin.pending_digest or pin.digest or ""
+        table.add_row(pin.server, pin.tool, pin.state, digest[:23])
+    out.print(table)
+
+
+@pins_app.command("approve")
+def pins_approve(
+    server: Annotated[str, typer.Argument()],
+    tool: Annotated[str | None, typer.Argument()] = None,
+) -> None:
+    """Accept the new or changed version of a server's tool (or of all its held tools)."""
+    ledger = _ledger(load_settings())
+    try:
+        names = ledger.approve_pins(server, tool)
+    finally:
+        ledger.close()
+    if not names:
+        raise ConfigError(f"nothing waits for approval on {server}{f' / {tool}' if tool else ''}")
+    out.print(f"approved {', '.join(names)} on {server}; a wrapper lets them through at once")
+
+
+@pins_app.command("revoke")
+def pins_revoke(
+    server: Annotated[str, typer.Argument()],
+    tool: Annotated[str | None, typer.Argument()] = None,
+) -> None:
+    """Forget pins (the server's next listing is pinned afresh)."""
+    ledger = _ledger(load_settings())
+    try:
+        count = ledger.revoke_pins(server, tool)
+    finally:
+        ledger.close()
+    out.print(f"revoked {count} pin(s) of {server}")
+
+
 # ---------------------------------------------------------------------------------------- token
 
 token_app = typer.Typer(help="Execution tokens, for upstreams that check them.",
@@ -558,4 +609,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(manifest_app, name="manifest")
     app.add_typer(session_app, name="session")
     app.add_typer(token_app, name="token")
+    app.add_typer(pins_app, name="pins")
     app.command("diagnose")(diagnose)

@@ -3,6 +3,7 @@
 The only home of ``sqlite3`` in trackwrap (besides the collector's storage).
 """
 
+from trackwrap.ledger._pins import Pin, PinReview
 from trackwrap.ledger._sessions import SessionKind, SessionState, Usage
 from trackwrap.ledger._store import Appended, Ledger, SessionSummary, StoredEvent
 from trackwrap.ledger._verify import SessionVerdict, VerifyIssue, VerifyReport, verify_ledger
@@ -10,6 +11,8 @@ from trackwrap.ledger._verify import SessionVerdict, VerifyIssue, VerifyReport, 
 __all__ = [
     "Appended",
     "Ledger",
+    "Pin",
+    "PinReview",
     "SessionKind",
     "SessionState",
     "SessionSummary",

@@ -96,6 +96,25 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        "0003_tool_pins",
+        (
+            # MCP tool pinning: the approved digest of every tool an upstream server offered,
+            # and the digest of a new or changed version waiting for a person's approval.
+            """
+            CREATE TABLE pins (
+                server TEXT NOT NULL,
+                tool TEXT NOT NULL,
+                digest TEXT,
+                pending_digest TEXT,
+                tool_json TEXT NOT NULL,
+                first_seen_ms INTEGER NOT NULL,
+                updated_ms INTEGER NOT NULL,
+                PRIMARY KEY (server, tool)
+            ) WITHOUT ROWID
+            """,
+        ),
+    ),
 )
 
 

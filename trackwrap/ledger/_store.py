@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trackwrap.errors import Error, LedgerError, LedgerIntegrityError
+from trackwrap.ledger._pins import Pin, PinReview
 from trackwrap.ledger._records import (
     KIND_END,
     KIND_SEAL,
@@ -445,6 +446,93 @@ class Ledger:
         if state is None:
             raise LedgerError(f"audit ledger {self._path}: no session {session}")
         return state
+
+    def review_tools(
+        self,
+        server: str,
+        tools: Mapping[str, tuple[str, str]],
+        *,
+        first_use: bool,
+        suspicious: frozenset[str] = frozenset(),
+    ) -> PinReview:
+        """Hold one ``tools/list`` page (name -> (digest, canonical JSON)) against the pins.
+
+        With ``first_use`` (the server's first listing; the caller keeps the window open across
+        the pages of that listing) every tool is pinned as offered, except the ``suspicious``
+        ones. Afterwards, a tool offered exactly as pinned is approved; a new tool, or one whose
+        digest changed, is stored as pending and left out.
+        """
+        now = self._now()
+        with self._write("review tools") as txn:
+            known = {
+                row[0]: (row[1], row[2])
+                for row in txn.execute(
+                    "SELECT tool, digest, pending_digest FROM pins WHERE server = ?", (server,)
+                )
+            }
+            approved: set[str] = set()
+            new: list[str] = []
+            changed: list[str] = []
+            for tool, (digest, body) in sorted(tools.items()):
+                pinned = known.get(tool)
+                if first_use and pinned is None and tool not in suspicious:
+                    txn.execute(
+                        "INSERT INTO pins VALUES (?, ?, ?, NULL, ?, ?, ?)",
+                        (server, tool, digest, body, now, now),
+                    )
+                    approved.add(tool)
+                elif pinned is not None and pinned[0] == digest:
+                    approved.add(tool)
+                elif pinned is None:
+                    txn.execute(
+                        "INSERT INTO pins VALUES (?, ?, NULL, ?, ?, ?, ?)",
+                        (server, tool, digest, body, now, now),
+                    )
+                    new.append(tool)
+                else:
+                    if pinned[1] != digest:
+                        txn.execute(
+                            "UPDATE pins SET pending_digest = ?, tool_json = ?, updated_ms = ? "
+                            "WHERE server = ? AND tool = ?",
+                            (digest, body, now, server, tool),
+                        )
+                    (new if pinned[0] is None else changed).append(tool)
+        return PinReview(
+            approved=frozenset(approved), new=tuple(new), changed=tuple(changed),
+            first_use=first_use,
+        )
+
+    def pins(self, server: str | None = None) -> list[Pin]:
+        """The pins of ``server`` (all servers when None), by server and tool."""
+        with self._read("read pins") as conn:
+            if server:
+                rows = conn.execute(
+                    "SELECT * FROM pins WHERE server = ? ORDER BY tool", (server,)
+                )
+            else:
+                rows = conn.execute("SELECT * FROM pins ORDER BY server, tool")
+            return [Pin(*row) for row in rows.fetchall()]
+
+    def approve_pins(self, server: str, tool: str | None = None) -> list[str]:
+        """Accept the pending versions of ``server``'s tools (one tool, or all); returns them."""
+        where = "server = ? AND pending_digest IS NOT NULL" + (" AND tool = ?" if tool else "")
+        args: tuple[str, ...] = (server, tool) if tool else (server,)
+        with self._write("approve pins") as txn:
+            names = [row[0] for row in txn.execute(f"SELECT tool FROM pins WHERE {where}", args)]  # noqa: S608
+            txn.execute(
+                f"UPDATE pins SET digest = pending_digest, pending_digest = NULL, "  # noqa: S608
+                f"updated_ms = ? WHERE {where}",
+                (self._now(), *args),
+            )
+        return names
+
+    def revoke_pins(self, server: str, tool: str | None = None) -> int:
+        """Forget pins (one tool, or the whole server: its next listing is pinned afresh)."""
+        where = "server = ?" + (" AND tool = ?" if tool else "")
+        with self._write("revoke pins") as txn:
+            cursor = txn.execute(f"DELETE FROM pins WHERE {where}",  # noqa: S608
+                                 (server, tool) if tool else (server,))
+            return cursor.rowcount
 
     def list_sessions(self) -> list[SessionState]:
         """Every session, newest first (from derived state; ``verify`` checks the truth).

@@ -71,6 +71,11 @@ class Gate(Protocol):
         trackwrap's annotations), or None if ``raw`` is not what was judged."""
         ...
 
+    def review(self, method: str, message: dict[str, Any]) -> dict[str, Any] | None:
+        """A response from the upstream to a request of ``method``: the message to send the
+        client instead, or None to forward the original bytes."""
+        ...
+
     def settle(self) -> None:
         """Called after trackwrap has answered calls itself (e.g. to make records durable)."""
         ...
@@ -461,12 +466,11 @@ class Relay:
             if item.strip():
                 self._sink.say(f"dropped a non-JSON line ({len(item)} bytes) from the upstream")
             return
-        if isinstance(msg, dict):
-            self._track(self._pending_s2c, self._pending_c2s, msg)
-        elif isinstance(msg, list):
-            for element in msg:
-                if isinstance(element, dict):
-                    self._track(self._pending_s2c, self._pending_c2s, element)
+        if isinstance(msg, dict | list):
+            replaced = await self._reviewed(msg)
+            if replaced is not None:
+                await self._write_ide(dumps(replaced) + b"\n")
+                return
         else:
             self._sink.say("dropped a JSON line from the upstream that is not a JSON-RPC message")
             return
@@ -491,21 +495,51 @@ class Relay:
 
     # ------------------------------------------------------------------ helpers
 
+    async def _reviewed(self, msg: dict[str, Any] | list[Any]) -> object | None:
+        """Track the responses in ``msg`` (one, or a batch) and let the gate govern those it
+        reviews; returns what to send instead, or None for the original bytes."""
+        elements = msg if isinstance(msg, list) else [msg]
+        out: list[Any] = []
+        changed = False
+        for element in elements:
+            replaced = None
+            if isinstance(element, dict):
+                answered = self._track(self._pending_s2c, self._pending_c2s, element)
+                if answered in REVIEWED:
+                    replaced = self._review(await self._ready_gate(), answered, element)
+            changed = changed or replaced is not None
+            out.append(element if replaced is None else replaced)
+        if not changed:
+            return None
+        return out if isinstance(msg, list) else out[0]
+
+    def _review(
+        self, gate: Gate, method: str, msg: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Let the gate govern a response; a failure withholds it (fail closed)."""
+        try:
+            return gate.review(method, msg)
+        except Exception:  # noqa: BLE001 - pipeline boundary: nothing unreviewed goes out
+            self._sink.say(f"internal error while reviewing a {method} response; withheld")
+            return error_response(
+                msg.get("id"), UPSTREAM_GONE, f"trackwrap could not review this {method} result"
+            )
+
     @staticmethod
     def _track(
         mine: dict[tuple[str, Any], str], theirs: dict[tuple[str, Any], str], msg: dict[str, Any]
-    ) -> None:
+    ) -> str | None:
         """Requests go into ``mine`` (pending, keyed by id with its JSON type); responses clear
-        the matching request that went the other way."""
+        the matching request that went the other way and return its method."""
         method = msg.get("method")
         msg_id = msg.get("id", _MISSING)
         if msg_id is _MISSING:
-            return
+            return None
         if isinstance(method, str):
             if is_valid_id(msg_id):
                 mine[id_key(msg_id)] = method
-        else:
-            theirs.pop(id_key(msg_id), None)
+            return None
+        return theirs.pop(id_key(msg_id), None)
 
     async def _answer(self, response: dict[str, Any]) -> None:
         await self._write_ide(dumps(response) + b"\n")
@@ -519,6 +553,9 @@ class Relay:
             self._ide_gone = True
             self._sink.say("client closed its end of the pipe")
 
+
+REVIEWED = frozenset({"tools/list"})
+"""Responses the gate sees before the client does."""
 
 _BIND_REFUSED = "DENY — the call to forward did not match the call judged (rule BIND-MISMATCH)"
 

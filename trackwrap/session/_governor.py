@@ -3,6 +3,7 @@ decision in the ledger, and only then let the call through (write-ahead)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -13,8 +14,10 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from trackwrap._canonical import CanonicalError, canonical_json
 from trackwrap.errors import LedgerError, NormalizeError
-from trackwrap.ledger import Ledger, SessionState, Usage
+from trackwrap.inspectors import clean_tool, tool_concerns
+from trackwrap.ledger import Ledger, PinReview, SessionState, Usage
 from trackwrap.manifest import DriftFinding
 from trackwrap.policy import Context, Decision, Finding, Outcome, action_hash
 from trackwrap.relay import StderrSink, dumps, tool_error_result
@@ -23,6 +26,7 @@ from trackwrap.session._binding import Binder, Binding
 __all__ = ["CallJudgement", "Governor", "decision_text", "event_body"]
 
 DRIFT_RULE = "HARNESS-DRIFT-001"
+PIN_RULE = "MCP-MANIFEST-PINNED"
 TOKEN_META_KEY = "dev.trackwrap/token"  # noqa: S105 - a _meta key name, not a secret
 TOKEN_TTL_MS = 60_000
 
@@ -173,6 +177,10 @@ class Governor:
         self._flush_due = anyio.Event()
         self._issued: dict[int, _Issued] = {}
         self._touched: set[str] = set()
+        self._offered: dict[str, str] = {}
+        self._listed: set[str] | None = None
+        """Tools this wrapper's agent was shown (approved pins); None before any tools/list."""
+        self._first_use: bool | None = None
 
     @property
     def server(self) -> str:
@@ -204,6 +212,14 @@ class Governor:
             rule, reason = binding.deny_all
             decision = replace(decision, outcome=Outcome.DENY, rule=rule, reason=reason,
                                enforced=True)
+        elif self._listed is not None and tool not in self._listed and not self._approved_since(
+            tool
+        ):
+            decision = replace(
+                decision, outcome=Outcome.DENY, rule=PIN_RULE, enforced=True,
+                reason=f"tool {tool!r} is not in the approved tool list of {self._server} "
+                "(never listed, or new or changed since it was pinned: `trackwrap pins list`)",
+            )
         eval_us = (time.perf_counter_ns() - start) // 1000
         allowed = decision.outcome in (Outcome.ALLOW, Outcome.REDACT) or not decision.enforced
         return CallJudgement(
@@ -345,6 +361,97 @@ class Governor:
         action = judgement.decision.action
         target = _cap(action.target() if action is not None else "", TARGET_CAP)
         return decision_text(judgement.decision, tool=judgement.tool, target=target, trace=trace)
+
+    def review(self, method: str, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Responses are governed too: every ``tools/list`` page is held against the pinned
+        tool set. Returns the message to send instead (filtered), or None to forward as is."""
+        if method != "tools/list":
+            return None
+        result = message.get("result")
+        tools = result.get("tools") if isinstance(result, dict) else None
+        if not isinstance(result, dict) or not isinstance(tools, list):
+            return None
+        offered: dict[str, tuple[str, str]] = {}
+        by_name: dict[str, dict[str, Any]] = {}
+        suspicious: dict[str, list[str]] = {}
+        for tool in tools:
+            name = tool.get("name") if isinstance(tool, dict) else None
+            if not isinstance(tool, dict) or not isinstance(name, str):
+                continue
+            try:
+                body = canonical_json(tool)
+            except CanonicalError:
+                suspicious[name] = ["its definition has no canonical JSON form"]
+                body = json.dumps(tool, sort_keys=True, default=repr).encode()
+            offered[name] = ("sha256:" + hashlib.sha256(body).hexdigest(), body.decode())
+            self._offered[name] = offered[name][0]
+            by_name[name] = tool
+            concerns = tool_concerns(tool)
+            if concerns:
+                suspicious[name] = concerns
+        try:
+            if self._first_use is None:
+                self._first_use = not self._ledger.pins(self._server)
+            review = self._ledger.review_tools(
+                self._server, offered, first_use=self._first_use,
+                suspicious=frozenset(suspicious),
+            )
+        except LedgerError as exc:
+            self._sink.say(f"cannot check {self._server}'s tools against their pins: {exc}")
+            review = PinReview(approved=frozenset(), new=tuple(offered), changed=(),
+                               first_use=False)
+        if not result.get("nextCursor"):
+            self._first_use = False  # the first full listing is over
+        listed = self._listed if self._listed is not None else set()
+        listed.update(review.approved)
+        listed.difference_update(set(review.new) | set(review.changed))
+        self._listed = listed
+        held = [*review.new, *review.changed]
+        if held:
+            self._record_pin_drift(review, suspicious)
+        shown = [clean_tool(by_name[n]) for n in offered if n in review.approved]
+        if not held and shown == [by_name[n] for n in offered]:
+            return None
+        return {**message, "result": {**result, "tools": shown}}
+
+    def _approved_since(self, tool: str) -> bool:
+        """A held-back tool that a person approved (``trackwrap pins approve``) since it was
+        listed, in exactly the version this server offered: let it through from now on."""
+        offered = self._offered.get(tool)
+        if offered is None:
+            return False
+        try:
+            pins = [p for p in self._ledger.pins(self._server) if p.tool == tool]
+        except LedgerError:
+            return False
+        if pins and pins[0].pending_digest is None and pins[0].digest == offered:
+            if self._listed is not None:
+                self._listed.add(tool)
+            return True
+        return False
+
+    def _record_pin_drift(self, review: PinReview, suspicious: dict[str, list[str]]) -> None:
+        body: dict[str, object] = {
+            "kind": "mcp_manifest_drift",
+            "server": self._server,
+            "rule": PIN_RULE,
+            "new": list(review.new),
+            "changed": list(review.changed),
+            "concerns": {name: reasons[:3] for name, reasons in suspicious.items()},
+            "detail": (
+                f"{len(review.new)} new and {len(review.changed)} changed tool(s) of "
+                f"{self._server} held back until approved: trackwrap pins approve "
+                f"{self._server}"
+            ),
+        }
+        try:
+            session = self._binder.current().session
+            self._touched.add(session)
+            self._ledger.append(session, body, sync=False)
+        except LedgerError as exc:
+            self._sink.say(f"could not record held-back tools: {exc}")
+        self._sink.say(str(body["detail"]))
+        self.settle()
 
     def settle(self) -> None:
         """After trackwrap answered calls itself: have their records fsynced, off the path of
