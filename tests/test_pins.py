@@ -18,7 +18,7 @@ POLICY = ROOT / "tests" / "data" / "rugpull-policy.yaml"
 
 
 def rugpull(*flags: str) -> list[str]:
-    return [sys.executable, "-m", "tests.servers.rugpull", *flags]
+    return [sys.executable, "-m", "trackwrap.demo_servers.rugpull", *flags]
 
 
 async def tw(*args: str) -> str:

@@ -7,10 +7,12 @@ from trackwrap.config._loaders import (
     load_policy,
     load_server_profiles,
 )
+from trackwrap.config._staged import StagedReader
 from trackwrap.config._yaml import YamlDocument, load_yaml, load_yaml_bytes
 
 __all__ = [
     "RealFileSystem",
+    "StagedReader",
     "YamlDocument",
     "default_profiles_dir",
     "infer_server_name",

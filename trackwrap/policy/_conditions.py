@@ -24,6 +24,7 @@ __all__ = [
     "Condition",
     "GlobCondition",
     "NotBranchCondition",
+    "PathNameCondition",
     "PathsInsideCondition",
     "TimeCondition",
 ]
@@ -121,6 +122,20 @@ class NotBranchCondition:
         """No branch matches."""
         del findings, context
         return not any(self.globs.match(b) for b in action.branches)
+
+
+@dataclass(frozen=True, slots=True)
+class PathNameCondition:
+    """``path``: the call names at least one path, and every path's file name matches a glob
+    (``.env``, ``*.pem``)."""
+
+    globs: GlobSet
+
+    def matches(self, action: Action, findings: Sequence[Finding], context: Context) -> bool:
+        """Match the last component of every path argument."""
+        del findings, context
+        names = [p.value.rstrip("/").rsplit("/", 1)[-1] for p in action.paths]
+        return bool(names) and all(self.globs.match(name) for name in names)
 
 
 @dataclass(frozen=True, slots=True)

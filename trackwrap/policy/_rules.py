@@ -22,6 +22,7 @@ A policy file (``profiles/policy/*.yaml``)::
           time: {days: [mon, tue], between: "09:00-18:00", tz: Europe/Berlin}
           finding: [WORKSPACE-PATH-SCOPE]   # globs on finding rule ids (see below)
           paths: inside_workspace   # no WORKSPACE-PATH-SCOPE finding for this call
+          path: [.env, "*.pem"]     # every path's file name matches one of these globs
 
 Globs: ``*`` any run (separators included), ``?`` one character, ``[...]`` a class; a glob
 condition may be a single string or a list.
@@ -58,6 +59,7 @@ from trackwrap.policy._conditions import (
     Condition,
     GlobCondition,
     NotBranchCondition,
+    PathNameCondition,
     PathsInsideCondition,
     TimeCondition,
 )
@@ -89,6 +91,7 @@ _WHEN_KEYS = (
     "time",
     "finding",
     "paths",
+    "path",
 )
 _POLICY_KEYS = ("version", "mode", "rules")
 
@@ -313,6 +316,9 @@ def _when(value: object, *, where: str) -> tuple[tuple[Condition, ...], GlobSet 
             conditions.append(TimeCondition.parse(item, where=at))
         elif key == "finding":
             findings = GlobSet.compile(as_str_list(item, where=at, scalar_ok=True), where=at)
+        elif key == "path":
+            globs = GlobSet.compile(as_str_list(item, where=at, scalar_ok=True), where=at)
+            conditions.append(PathNameCondition(globs=globs))
         else:  # paths
             if item != "inside_workspace":
                 raise ProfileError(f"{at}: the only value is inside_workspace, got {item!r}")
