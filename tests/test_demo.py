@@ -35,8 +35,8 @@ def test_demo_governs_a_coding_session_and_verifies(tmp_path, trackwrap_home):
         "rule: MANIFEST-FORBID (permission_scope_exceeded)",
         "DENY   shell.exec sh -c rm -rf node_modules && npm install --force  rule: "
         "HARNESS-DRIFT-001 (permission_scope_exceeded)",
-        "9 allowed",
-        "2 denied",
+        "rule: MCP-MANIFEST-PINNED",
+        "after the server changed its tools, the agent sees: ['echo', 'arm']",
         "node_modules is intact",
         "What this means",
         "Agent claimed role=code-reviewer",

@@ -52,6 +52,12 @@ def event_line(body: Mapping[str, object], *, workspace: str | None = None) -> T
         drift = body.get("drift")
         if isinstance(drift, Mapping):
             line.append(f" ({_clean(str(drift.get('type', '')))})", style="yellow")
+        findings = body.get("findings")
+        others = sorted({
+            str(f.get("rule")) for f in findings if isinstance(f, Mapping)
+        } - {str(body.get("rule"))}) if isinstance(findings, list) else []
+        if others and outcome != "allow":
+            line.append(f"  also: {', '.join(_clean(r) for r in others)}", style="yellow")
         line.append("  trace: ", style="dim")
         line.append(_clean(str(body.get("trace", ""))))
         if outcome != "allow":
