@@ -243,6 +243,6 @@ def test_home_tilde_variants(layout: dict[str, Path]) -> None:
 
 
 def test_default_inspectors() -> None:
-    (only,) = default_inspectors()
-    assert isinstance(only, PathScopeInspector)
-    assert only.name == "paths"
+    paths, secrets, shell, git = default_inspectors()
+    assert isinstance(paths, PathScopeInspector)
+    assert [i.name for i in (paths, secrets, shell, git)] == ["paths", "secrets", "shell", "git"]

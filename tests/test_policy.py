@@ -214,7 +214,11 @@ SHELL = {
 def test_command_allowlist(ctx: Context, command: object, outcome: Outcome) -> None:
     decision = evaluate(policy(SHELL), ctx, "run", {"command": command})
     assert decision.outcome is outcome
-    assert decision.rule == ("SHELL-TESTS" if outcome is Outcome.ALLOW else "DEFAULT-DENY")
+    if outcome is Outcome.ALLOW:
+        assert decision.rule == "SHELL-TESTS"
+    else:
+        # no allow rule matches; the shell inspector may name a more specific reason first
+        assert decision.rule == "DEFAULT-DENY" or decision.rule.startswith("SHELL-")
 
 
 BRANCH_RULES = (
@@ -243,7 +247,8 @@ BRANCH_RULES = (
 )
 def test_branch_globs(ctx: Context, branch: str, rule: str) -> None:
     pol = policy(*BRANCH_RULES)
-    decision = evaluate(pol, ctx, "push", {"branch": branch})
+    # rules alone (the git inspector would also flag main with its own BRANCH-PROTECTED)
+    decision = evaluate(pol, ctx, "push", {"branch": branch}, inspectors=())
     assert decision.rule == rule
     approval = pol.rule("OTHER")
     assert approval is not None

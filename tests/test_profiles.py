@@ -338,7 +338,7 @@ def run(pipeline: Pipeline, ctx: Context, server: str, tool: str, args: dict[str
             "start_process",
             {"command": "pytest; rm -rf /"},
             "deny",
-            "DEFAULT-DENY",
+            "SHELL-DESTRUCTIVE",
         ),
         (
             "desktop-commander",

@@ -10,13 +10,14 @@ from pathlib import Path
 
 from trackwrap.config import (
     RealFileSystem,
+    StagedReader,
     default_profiles_dir,
     load_policy,
     load_server_profiles,
 )
 from trackwrap.errors import ConfigError
 from trackwrap.inspectors import default_inspectors
-from trackwrap.policy import Context, Mode, Pipeline, Policy, ServerProfile
+from trackwrap.policy import Context, Inspector, Mode, Pipeline, Policy, ServerProfile
 
 __all__ = ["Governance", "build_governance", "context_factory"]
 
@@ -28,6 +29,7 @@ class Governance:
     pipeline: Pipeline
     policy: Policy
     profiles: Mapping[str, ServerProfile]
+    inspectors: tuple[Inspector, ...]
 
 
 def build_governance(
@@ -45,8 +47,9 @@ def build_governance(
         if mode not in MODES:
             raise ConfigError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
         policy = policy.with_mode(Mode(mode))
-    pipeline = Pipeline(profiles=profiles, policy=policy, inspectors=default_inspectors())
-    return Governance(pipeline=pipeline, policy=policy, profiles=profiles)
+    inspectors = default_inspectors(read_staged=StagedReader())
+    pipeline = Pipeline(profiles=profiles, policy=policy, inspectors=inspectors)
+    return Governance(pipeline=pipeline, policy=policy, profiles=profiles, inspectors=inspectors)
 
 
 def context_factory(

@@ -187,7 +187,6 @@ def _build_governor(
     from trackwrap.cli._roles import known_roles, role_manifest, trust_store
     from trackwrap.config import infer_server_name
     from trackwrap.crypto import mint_token
-    from trackwrap.inspectors import default_inspectors
     from trackwrap.ledger import Ledger
     from trackwrap.session import Binder, Governor, implicit_session_id, new_trace_id
 
@@ -217,7 +216,7 @@ def _build_governor(
             workspace=workspace,
             profiles=governance.profiles,
             policy=governance.policy,
-            inspectors=default_inspectors(),
+            inspectors=governance.inspectors,
             trust=lambda: trust_store(settings),
             known_roles=lambda: known_roles(settings),
             implicit_session=implicit_session_id(workspace, now=datetime.now(UTC)),

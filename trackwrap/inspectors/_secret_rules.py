@@ -10,12 +10,14 @@ How :meth:`SecretScanner.scan` works on one string:
    as ``AKIA`` or ``ghp_`` are matched exactly on the original text, which is cheaper and equally
    correct because their regexes are case-sensitive). Rules with the same keywords share one
    search. A rule whose keywords do not occur costs one C-level ``find`` pass and nothing else.
-2. **Anchored regex.** Each keyword occurrence anchors one ``pattern.match`` (after an optional
-   bounded walk back, e.g. to a URL's scheme or a PEM ``-----BEGIN``), never a free search.
+2. **Anchored regex.** Each keyword occurrence anchors one ``pattern.match``, never a free
+   search; context before the match (``aws`` before ``secret``, ``"private_key": "`` before a
+   PEM block) is checked only once the match succeeded.
 3. **Filters.** Shannon entropy floor, the global allowlist (``EXAMPLE``, repeated fillers,
    ``${VAR}``, ``{{ tmpl }}``, ``<placeholder>``, ``changeme``…) and per-rule ones.
-4. **Base64 re-scan.** Runs of >= 20 base64 characters that decode to mostly printable UTF-8 are
-   scanned once more (one level only); a hit there spans the whole encoded run.
+4. **Base64 re-scan.** Runs of >= 20 standard base64 characters (``A-Za-z0-9+/``; hex digests
+   and runs that cannot start encoded text are skipped) that decode to mostly printable UTF-8
+   are scanned once more (one level only); a hit there spans the whole encoded run.
 5. Overlaps are resolved by confidence, then table order: one match per span.
 
 A :class:`SecretMatch` never holds the secret: only its span, a fingerprint and a digest.
@@ -24,6 +26,7 @@ A :class:`SecretMatch` never holds the secret: only its span, a fingerprint and 
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import hashlib
 import math
 import re
@@ -52,8 +55,8 @@ class SecretRule:
 
     ``pattern`` must define a ``secret`` group (the span that is fingerprinted and redacted) and
     may define a ``body`` group (what the entropy floor and filler check look at). It is matched
-    at ``keyword position - offset``, first walking back over ``back`` (a ``[chars]{0,n}\\Z``
-    pattern) when given. ``validate`` (e.g. a checksum) lifts the confidence from
+    at ``keyword position - offset``; ``before`` (ending in ``\\Z``) must then match the 64
+    characters before the match. ``validate`` (e.g. a checksum) lifts the confidence from
     ``unvalidated`` to ``confidence``; ``requires`` must also occur somewhere in the text;
     ``allow`` is a per-rule allowlist on the match. ``public_prefix`` says whether the first four
     characters are a public format prefix that a fingerprint may show.
@@ -66,8 +69,7 @@ class SecretRule:
     attack: str = T_FILES
     case_sensitive: bool = False
     offset: int = 0
-    back: re.Pattern[str] | None = None
-    back_limit: int = 0
+    before: re.Pattern[str] | None = None
     min_entropy: float = 0.0
     validate: Callable[[str], bool] | None = None
     unvalidated: float | None = None
@@ -190,7 +192,18 @@ _LOCAL_HOSTS = frozenset(
 )
 _DOC_HOSTS = re.compile(r"(?:^|\.)(?:example\.(?:com|org|net)|example|test|invalid)\Z")
 _WEAK_PASSWORDS = frozenset(
-    {"password", "changeme", "pass", "secret", "postgres", "root", "admin", "test", "mysql", "guest"}
+    {
+        "password",
+        "changeme",
+        "pass",
+        "secret",
+        "postgres",
+        "root",
+        "admin",
+        "test",
+        "mysql",
+        "guest",
+    }
 )
 
 
@@ -226,20 +239,14 @@ def _p(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def _back(chars: str, limit: int) -> re.Pattern[str]:
-    return re.compile(rf"[{chars}]{{0,{limit}}}\Z")
-
-
 #: The default rules, most specific first (table order breaks confidence ties on overlaps).
 DEFAULT_RULES: tuple[SecretRule, ...] = (
     SecretRule(
         id="private-key-gcp-service-account",
-        keywords=("PRIVATE KEY",),
+        keywords=("-----BEGIN",),
         case_sensitive=True,
-        back=_back(r'A-Za-z_": -', 60),
-        back_limit=60,
+        before=_p(r'"private_key"\s*:\s*"\Z'),
         pattern=_p(
-            r'[A-Za-z_": -]*?"private_key"\s*:\s*"'
             r"(?P<secret>-----BEGIN[A-Z ]{0,30}PRIVATE KEY-----(?P<body>[^\"]{64,16000}?)"
             r"-----END[A-Z ]{0,30}PRIVATE KEY-----(?:\\n)?)\""
         ),
@@ -250,12 +257,10 @@ DEFAULT_RULES: tuple[SecretRule, ...] = (
     ),
     SecretRule(
         id="private-key",
-        keywords=("PRIVATE KEY",),
+        keywords=("-----BEGIN",),
         case_sensitive=True,
-        back=_back("A-Z -", 40),
-        back_limit=40,
         pattern=_p(
-            r"[A-Z -]*?(?P<secret>-----BEGIN[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----"
+            r"(?P<secret>-----BEGIN[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----"
             r"(?P<body>[\s\S]{64,16000}?)-----END[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----)"
         ),
         min_entropy=4.0,
@@ -274,11 +279,10 @@ DEFAULT_RULES: tuple[SecretRule, ...] = (
     ),
     SecretRule(
         id="aws-secret-access-key",
-        keywords=("aws",),
-        back=_back(r"A-Za-z0-9_.-", 40),
-        back_limit=40,
+        keywords=("secret",),
+        before=_p(r"(?i:aws)[A-Za-z0-9_.-]{0,30}\Z"),
         pattern=_p(
-            r"[A-Za-z0-9_.-]*?(?i:aws)[A-Za-z0-9_.-]{0,30}?(?i:secret)[A-Za-z0-9_.-]{0,30}"
+            r"(?i:secret)[A-Za-z0-9_.-]{0,30}"
             r"[\"']?[ \t]*(?::|=>|=)[ \t]*[\"']?"
             r"(?P<secret>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
         ),
@@ -415,10 +419,8 @@ DEFAULT_RULES: tuple[SecretRule, ...] = (
     SecretRule(
         id="connection-string",
         keywords=("://",),
-        back=_back(r"A-Za-z0-9+.-", 24),
-        back_limit=24,
         pattern=_p(
-            r"[A-Za-z0-9+.-]*?[A-Za-z][A-Za-z0-9+.-]{0,19}://[^\s:/?#@\"'`<>]{0,128}:"
+            r"(?<=[A-Za-z0-9+.-])://[^\s:/?#@\"'`<>]{0,128}:"
             r"(?P<secret>[^\s:/?#@\"'`]{1,256})@"
             r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%-]{1,253})"
         ),
@@ -428,9 +430,9 @@ DEFAULT_RULES: tuple[SecretRule, ...] = (
     ),
     SecretRule(
         id="generic-secret-assignment",
-        keywords=("secret", "token", "passw", "pwd", "apikey", "api_key", "api-key", "access_key"),
+        keywords=("secret", "token", "passw", "api", "access_key"),
         pattern=_p(
-            r"(?i:secret|token|passw(?:or)?d|passw|pwd|api[_-]?key|access_key)[A-Za-z0-9_.-]{0,30}"
+            r"(?i:secret|token|passw(?:or)?d|passw|api[_-]?key|access_key)[A-Za-z0-9_.-]{0,30}"
             r"[\"'\]]{0,2}[ \t]*(?::=|=>|=|:)(?!=)[ \t]*[\"'`]?"
             r"(?P<secret>[A-Za-z0-9_+/=.~!@#$%^&*-]{10,200})(?=[\"'`\s;,)}\]]|\Z)"
         ),
@@ -445,37 +447,39 @@ DEFAULT_RULES: tuple[SecretRule, ...] = (
 # --- the scanner ----------------------------------------------------------------------------
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-_B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
+_B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_MASK = bytes.maketrans(
     bytes(range(256)), bytes(ord("a") if c in _B64_CHARS else ord(" ") for c in range(256))
 )
 _B64_MIN = 20
 _B64_SEED = b"a" * _B64_MIN
-_URLSAFE = str.maketrans("-_", "+/")
+#: Base64 of text starts with one of these: printable ASCII (``I``-``f``), tab or newline
+#: (``C``, ``D``) or a UTF-8 lead byte (``w``-``9``). Paths (``/home/…``) and most words don't.
+_B64_TEXT_START = frozenset("CDIJKLMNOPQRSTUVWXYZabcdefwxyz0123456789")
+_PADDING = re.compile(r"={0,2}")
+_HEX = re.compile(r"[0-9a-f]+\Z|[0-9A-F]+\Z")
 _NON_PRINTABLE = re.compile(r"[^\t\n\r\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]")
 
 
 @dataclass(frozen=True, slots=True)
-class _Gate:
-    """One keyword search shared by the rules that list exactly these keywords."""
+class _Unit:
+    """One keyword search (a literal, or an alternation of literals sharing a stem), shared by
+    every rule that lists it; its positions are computed once per scanned text."""
 
-    keywords: tuple[str, ...]
-    case_sensitive: bool
+    key: tuple[tuple[str, ...], bool]
     alternation: re.Pattern[str] | None
-    rules: tuple[tuple[int, SecretRule], ...]
 
     def positions(self, text: str, lowered: str) -> list[int]:
-        haystack = text if self.case_sensitive else lowered
+        (keywords, case_sensitive) = self.key
+        haystack = text if case_sensitive else lowered
         if self.alternation is not None:
             return [m.start() for m in self.alternation.finditer(haystack)]
         found: list[int] = []
-        for keyword in self.keywords:
-            i = haystack.find(keyword)
-            while i >= 0:
-                found.append(i)
-                i = haystack.find(keyword, i + 1)
-        if len(self.keywords) > 1:
-            found.sort()
+        keyword = keywords[0]
+        i = haystack.find(keyword)
+        while i >= 0:
+            found.append(i)
+            i = haystack.find(keyword, i + 1)
         return found
 
 
@@ -487,25 +491,13 @@ class _Candidate:
     match: SecretMatch
 
 
-def _gates(rules: Sequence[SecretRule]) -> tuple[_Gate, ...]:
-    grouped: dict[tuple[tuple[str, ...], bool], list[tuple[int, SecretRule]]] = {}
-    for rank, rule in enumerate(rules):
-        grouped.setdefault((rule.keywords, rule.case_sensitive), []).append((rank, rule))
-    gates: list[_Gate] = []
-    for (keywords, case_sensitive), members in grouped.items():
-        alternation = None
-        if len(keywords) > 1 and len(_common_prefix(keywords)) >= 1:
-            # Keywords sharing a stem: one C-level pass (sre factors the prefix out).
-            alternation = re.compile("|".join(re.escape(k) for k in keywords))
-        gates.append(
-            _Gate(
-                keywords=keywords,
-                case_sensitive=case_sensitive,
-                alternation=alternation,
-                rules=tuple(members),
-            )
-        )
-    return tuple(gates)
+def _units(rule: SecretRule) -> tuple[_Unit, ...]:
+    keywords = tuple(sorted(set(rule.keywords)))
+    if len(keywords) > 1 and _common_prefix(keywords):
+        # Keywords sharing a stem: one C-level pass (sre factors the stem out).
+        pattern = re.compile("|".join(re.escape(k) for k in keywords))
+        return (_Unit(key=(keywords, rule.case_sensitive), alternation=pattern),)
+    return tuple(_Unit(key=((k,), rule.case_sensitive), alternation=None) for k in keywords)
 
 
 def _common_prefix(words: Sequence[str]) -> str:
@@ -521,12 +513,12 @@ class SecretScanner:
     """Finds secrets in text with a rules table (:data:`DEFAULT_RULES` unless given)."""
 
     rules: tuple[SecretRule, ...] = DEFAULT_RULES
-    _gates: tuple[_Gate, ...] = field(init=False, repr=False, compare=False)
+    _units: tuple[tuple[_Unit, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.rules:
             raise ValueError("a secret scanner needs at least one rule")
-        object.__setattr__(self, "_gates", _gates(self.rules))
+        object.__setattr__(self, "_units", tuple(_units(rule) for rule in self.rules))
 
     def scan(self, text: str) -> tuple[SecretMatch, ...]:
         """Non-overlapping secrets in ``text``, ordered by position (base64 runs included)."""
@@ -540,21 +532,34 @@ class SecretScanner:
         lowered = text.lower()
         if len(lowered) != len(text):
             lowered = text.translate(_ASCII_LOWER)
+        cache: dict[tuple[tuple[str, ...], bool], list[int]] = {}
         found: list[_Candidate] = []
         required: dict[int, bool] = {}
-        for gate in self._gates:
-            positions = gate.positions(text, lowered)
+        for rank, (rule, units) in enumerate(zip(self.rules, self._units, strict=True)):
+            positions: list[int] = []
+            for unit in units:
+                hits = cache.get(unit.key)
+                if hits is None:
+                    hits = cache[unit.key] = unit.positions(text, lowered)
+                positions.extend(hits)
             if not positions:
                 continue
-            for rank, rule in gate.rules:
-                covered = -1
-                for position in positions:
-                    if position < covered:
-                        continue
-                    candidate = _try(rule, rank, text, position, required)
-                    if candidate is not None:
-                        found.append(candidate)
-                        covered = candidate.end
+            if len(units) > 1:
+                positions.sort()
+            match_at = rule.pattern.match
+            offset = rule.offset
+            covered = -1
+            for position in positions:
+                start = position - offset
+                if start < covered or start < 0:
+                    continue
+                match = match_at(text, start)
+                if match is None:
+                    continue
+                candidate = _candidate(rule, rank, match, text, required)
+                if candidate is not None:
+                    found.append(candidate)
+                    covered = match.end()
         return found
 
     def _encoded(self, text: str) -> list[_Candidate]:
@@ -566,23 +571,19 @@ class SecretScanner:
             j = mask.find(b" ", i)
             if j < 0:
                 j = len(mask)
-            decoded = _decode(text[i:j])
+            decoded = None
+            if text[i] in _B64_TEXT_START and not _HEX.match(text, i, j):
+                decoded = _decode(text[i:j])
+                padding = _PADDING.match(text, j)
+                if decoded is not None and padding is not None:
+                    j = padding.end()
             if decoded is not None:
                 found.extend(
                     _Candidate(
                         start=i,
                         end=j,
                         rank=c.rank,
-                        match=SecretMatch(
-                            rule=c.match.rule,
-                            start=i,
-                            end=j,
-                            confidence=c.match.confidence,
-                            attack=c.match.attack,
-                            fingerprint=c.match.fingerprint,
-                            digest=c.match.digest,
-                            encoded=True,
-                        ),
+                        match=dataclasses.replace(c.match, start=i, end=j, encoded=True),
                     )
                     for c in _resolve_candidates(self._plain(decoded))
                 )
@@ -592,9 +593,6 @@ class SecretScanner:
 
 def _decode(run: str) -> str | None:
     """The printable UTF-8 text a base64 run encodes, else ``None``."""
-    run = run.rstrip("=")
-    if "-" in run or "_" in run:
-        run = run.translate(_URLSAFE)
     rest = len(run) % 4
     if rest == 1:
         run = run[:-1]
@@ -609,32 +607,12 @@ def _decode(run: str) -> str | None:
     return text
 
 
-def _try(
-    rule: SecretRule, rank: int, text: str, position: int, required: dict[int, bool]
+def _candidate(
+    rule: SecretRule, rank: int, match: re.Match[str], text: str, required: dict[int, bool]
 ) -> _Candidate | None:
-    start = position - rule.offset
-    if start < 0:
-        return None
-    if rule.back is not None:
-        walked = rule.back.search(text, max(0, start - rule.back_limit), start)
-        if walked is not None:
-            start = walked.start()
-    match = rule.pattern.match(text, start)
-    if match is None:
+    if not _accept(rule, rank, match, text, required):
         return None
     value = match.group("secret")
-    body = match.group("body") if "body" in rule.pattern.groupindex else value
-    if _placeholder(value) or (body is not value and _placeholder(body)):
-        return None
-    if rule.min_entropy and shannon_entropy(body) < rule.min_entropy:
-        return None
-    if rule.allow is not None and rule.allow(match):
-        return None
-    if rule.requires is not None:
-        if rank not in required:
-            required[rank] = rule.requires.search(text) is not None
-        if not required[rank]:
-            return None
     confidence = rule.confidence
     if rule.validate is not None and not rule.validate(value):
         confidence = rule.unvalidated if rule.unvalidated is not None else rule.confidence
@@ -653,6 +631,29 @@ def _try(
             digest=secret_digest(value),
         ),
     )
+
+
+def _accept(
+    rule: SecretRule, rank: int, match: re.Match[str], text: str, required: dict[int, bool]
+) -> bool:
+    """The allowlists, the entropy floor and the rule's extra requirement."""
+    value = match.group("secret")
+    body = match.group("body") if "body" in rule.pattern.groupindex else None
+    if _placeholder(value) or (body is not None and _placeholder(body)):
+        return False
+    if rule.allow is not None and rule.allow(match):
+        return False
+    if rule.min_entropy and shannon_entropy(body or value) < rule.min_entropy:
+        return False
+    if rule.before is not None:
+        start = match.start()
+        if rule.before.search(text, max(0, start - 64), start) is None:
+            return False
+    if rule.requires is None:
+        return True
+    if rank not in required:
+        required[rank] = rule.requires.search(text) is not None
+    return required[rank]
 
 
 def _resolve_candidates(candidates: list[_Candidate]) -> list[_Candidate]:

@@ -554,7 +554,7 @@ class Relay:
             self._sink.say("client closed its end of the pipe")
 
 
-REVIEWED = frozenset({"tools/list"})
+REVIEWED = frozenset({"tools/list", "tools/call"})
 """Responses the gate sees before the client does."""
 
 _BIND_REFUSED = "DENY — the call to forward did not match the call judged (rule BIND-MISMATCH)"

@@ -16,7 +16,7 @@ import anyio.to_thread
 
 from trackwrap._canonical import CanonicalError, canonical_json
 from trackwrap.errors import LedgerError, NormalizeError
-from trackwrap.inspectors import clean_tool, tool_concerns
+from trackwrap.inspectors import clean_tool, redact_result, tool_concerns
 from trackwrap.ledger import Ledger, PinReview, SessionState, Usage
 from trackwrap.manifest import DriftFinding
 from trackwrap.policy import Context, Decision, Finding, Outcome, action_hash
@@ -178,6 +178,8 @@ class Governor:
         self._issued: dict[int, _Issued] = {}
         self._touched: set[str] = set()
         self._offered: dict[str, str] = {}
+        self._redacting: dict[str, str] = {}
+        """Calls allowed with ``redact``, by JSON-encoded request id -> trace."""
         self._listed: set[str] | None = None
         """Tools this wrapper's agent was shown (approved pins); None before any tools/list."""
         self._first_use: bool | None = None
@@ -274,6 +276,8 @@ class Governor:
         final = outcome[0]
         if final.allowed:
             self._issued[id(judgement)] = issued
+            if final.decision.outcome is Outcome.REDACT:
+                self._redacting[json.dumps(final.request_id)] = trace
             return None
         self._react_to_drift(final)
         return tool_error_result(self._text(final, trace))
@@ -365,6 +369,8 @@ class Governor:
     def review(self, method: str, message: dict[str, Any]) -> dict[str, Any] | None:
         """Responses are governed too: every ``tools/list`` page is held against the pinned
         tool set. Returns the message to send instead (filtered), or None to forward as is."""
+        if method == "tools/call":
+            return self._redact(message)
         if method != "tools/list":
             return None
         result = message.get("result")
@@ -413,6 +419,31 @@ class Governor:
         if not held and shown == [by_name[n] for n in offered]:
             return None
         return {**message, "result": {**result, "tools": shown}}
+
+    def _redact(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """A ``redact`` call's result: secrets masked before the agent sees it, and an event
+        saying which rules fired where (never the values)."""
+        trace = self._redacting.pop(json.dumps(message.get("id")), None)
+        result = message.get("result")
+        if trace is None or not isinstance(result, dict):
+            return None
+        masked, hits = redact_result(result)
+        body: dict[str, object] = {
+            "kind": "tool_call.redacted",
+            "server": self._server,
+            "trace": trace,
+            "count": len(hits),
+            "hits": [{"rule": h.rule, "fingerprint": h.fingerprint, "location": h.location}
+                     for h in hits[:50]],
+        }
+        try:
+            session = self._binder.current().session
+            self._touched.add(session)
+            self._ledger.append(session, body, sync=False)
+        except LedgerError as exc:
+            self._sink.say(f"could not record a redaction: {exc}")
+        self.settle()
+        return {**message, "result": masked} if hits else None
 
     def _approved_since(self, tool: str) -> bool:
         """A held-back tool that a person approved (``trackwrap pins approve``) since it was

@@ -1,0 +1,83 @@
+"""The seeds' chapter-04 threats end to end through real servers: each is blocked and nothing
+changes (no file staged, no ref moved, nothing read); and a redacted read masks its secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests._peers import FILESYSTEM, GIT, requires_peers
+from tests.test_peers import client, wrapped
+
+pytestmark = [pytest.mark.anyio, pytest.mark.peers, requires_peers]
+
+STRIPE = "sk_live_51Hx7vQ2eZvKYlo2C8pXwR3mNq9TfB4dLs6Gh1JkPz0YcVb"
+
+
+def git_repo(path: Path) -> Path:
+    path.mkdir()
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(path.parent)}
+    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@example.com"],
+                 ["config", "user.name", "T"]):
+        subprocess.run(["git", *args], cwd=path, check=True, env=env)
+    (path / "README.md").write_text("hello\n")
+    subprocess.run(["git", "add", "README.md"], cwd=path, check=True, env=env)
+    subprocess.run(["git", "commit", "-q", "-m", "init"], cwd=path, check=True, env=env)
+    return path
+
+
+def staged(repo: Path) -> list[str]:
+    done = subprocess.run(["git", "diff", "--cached", "--name-only"], cwd=repo, check=True,
+                          capture_output=True, text=True)
+    return done.stdout.split()
+
+
+async def ledger_text() -> str:
+    done = await anyio.run_process([sys.executable, "-m", "trackwrap", "audit", "show",
+                                    "--json"], check=True)
+    return done.stdout.decode()
+
+
+async def test_a_secret_in_env_is_never_staged(tmp_path):
+    repo = git_repo(tmp_path / "repo")
+    (repo / ".env").write_text(f"STRIPE_SECRET_KEY={STRIPE}\n")
+    params = wrapped([str(GIT), "--repository", str(repo)], server="git", workspace=repo)
+    async with client(params, tmp_path / "err.log") as c:
+        result = await c.call_tool("git_add", {"repo_path": str(repo), "files": [".env"]})
+        clean = await c.call_tool("git_add", {"repo_path": str(repo), "files": ["README.md"]})
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert result.is_error
+    assert "rule SEC-COMMIT-SECRETS" in text
+    assert STRIPE not in text
+    assert not clean.is_error
+    assert staged(repo) == []
+    assert STRIPE not in await ledger_text()
+    assert "stripe-secret-key at staged:.env" in await ledger_text()
+
+
+async def test_a_redacted_read_masks_secrets_before_the_agent_sees_them(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / ".env").write_text(f"DEBUG=1\nSTRIPE_SECRET_KEY={STRIPE}\n")
+    params = wrapped([str(FILESYSTEM), str(ws)], server="filesystem", workspace=ws)
+    async with client(params, tmp_path / "err.log") as c:
+        result = await c.call_tool("read_text_file", {"path": str(ws / ".env")})
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert not result.is_error
+    assert STRIPE not in text
+    assert "DEBUG=1" in text
+    assert "[REDACTED:stripe-secret-key:" in text
+    events = [json.loads(line) for line in (await ledger_text()).splitlines()]
+    [decision] = [e for e in events if e["kind"] == "tool_call.decision"]
+    assert decision["decision"] == "redact"
+    assert decision["rule"] == "CONFIG-READ-REDACT"
+    [redacted] = [e for e in events if e["kind"] == "tool_call.redacted"]
+    assert redacted["count"] >= 1
+    assert "stripe-secret-key" in [hit["rule"] for hit in redacted["hits"]]
+    assert STRIPE not in json.dumps(events)
