@@ -22,6 +22,7 @@ def test_demo_governs_a_coding_session_and_verifies(tmp_path, trackwrap_home):
                             text=True, cwd=ROOT, env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    assert "sk_live_51Hx" not in out  # the demo's planted secret is never printed
     for expected in (
         "ALLOW  filesystem.read api/handlers.py  rule: WORKSPACE-READ-ALLOW",
         "ALLOW  shell.exec pytest tests/test_handlers.py -x -q  rule: SHELL-TEST-ALLOWLIST",
@@ -35,6 +36,9 @@ def test_demo_governs_a_coding_session_and_verifies(tmp_path, trackwrap_home):
         "rule: MANIFEST-FORBID (permission_scope_exceeded)",
         "DENY   shell.exec sh -c rm -rf node_modules && npm install --force  rule: "
         "HARNESS-DRIFT-001 (permission_scope_exceeded)",
+        "DENY   git.add .env  rule: SEC-COMMIT-SECRETS",
+        "also: BRANCH-PROTECTED, GIT-FORCE-PUSH",
+        "also: MANIFEST-FORBID, SHELL-NO-PIPED-CURL",
         "rule: MCP-MANIFEST-PINNED",
         "after the server changed its tools, the agent sees: ['echo', 'arm']",
         "node_modules is intact",
