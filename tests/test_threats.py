@@ -13,23 +13,12 @@ import anyio
 import pytest
 
 from tests._peers import FILESYSTEM, GIT, requires_peers
+from tests.test_peers import _git_repo as git_repo
 from tests.test_peers import client, wrapped
 
 pytestmark = [pytest.mark.anyio, pytest.mark.peers, requires_peers]
 
 STRIPE = "sk_live_51Hx7vQ2eZvKYlo2C8pXwR3mNq9TfB4dLs6Gh1JkPz0YcVb"
-
-
-def git_repo(path: Path) -> Path:
-    path.mkdir()
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(path.parent)}
-    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@example.com"],
-                 ["config", "user.name", "T"]):
-        subprocess.run(["git", *args], cwd=path, check=True, env=env)
-    (path / "README.md").write_text("hello\n")
-    subprocess.run(["git", "add", "README.md"], cwd=path, check=True, env=env)
-    subprocess.run(["git", "commit", "-q", "-m", "init"], cwd=path, check=True, env=env)
-    return path
 
 
 def staged(repo: Path) -> list[str]:
@@ -50,7 +39,7 @@ async def test_a_secret_in_env_is_never_staged(tmp_path):
     params = wrapped([str(GIT), "--repository", str(repo)], server="git", workspace=repo)
     async with client(params, tmp_path / "err.log") as c:
         result = await c.call_tool("git_add", {"repo_path": str(repo), "files": [".env"]})
-        clean = await c.call_tool("git_add", {"repo_path": str(repo), "files": ["README.md"]})
+        clean = await c.call_tool("git_add", {"repo_path": str(repo), "files": ["a.txt"]})
     text = result.content[0].text  # type: ignore[union-attr]
     assert result.is_error
     assert "rule SEC-COMMIT-SECRETS" in text

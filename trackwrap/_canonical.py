@@ -17,7 +17,7 @@ from typing import Any
 
 import rfc8785
 
-__all__ = ["CanonicalError", "canonical_json", "is_plain_json"]
+__all__ = ["CanonicalError", "StrictJsonError", "canonical_json", "is_plain_json", "loads_strict"]
 
 _MAX_SAFE = 2**53 - 1
 _encode = json.JSONEncoder(
@@ -63,3 +63,39 @@ def canonical_json(value: Any, *, plain: bool | None = None) -> bytes:
         return bytes(rfc8785.dumps(value))
     except (rfc8785.CanonicalizationError, ValueError, TypeError, RecursionError) as exc:
         raise CanonicalError(str(exc) or type(exc).__name__) from exc
+
+
+class StrictJsonError(ValueError):
+    """Text that is not strict JSON: a duplicate key, NaN/Infinity, or (when refused) a float."""
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result: dict[str, object] = {}
+    for key, value in pairs:
+        if key in result:
+            raise StrictJsonError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_float(text: str) -> object:
+    raise StrictJsonError(f"non-integer number {text}")
+
+
+def _no_constant(text: str) -> object:
+    raise StrictJsonError(f"{text} is not JSON")
+
+
+def loads_strict(text: str | bytes, *, floats: bool = False) -> Any:
+    """``json.loads`` that rejects duplicate keys and NaN/Infinity, and floats unless asked.
+
+    Raises :class:`StrictJsonError` for those, ``ValueError`` (``JSONDecodeError``,
+    ``UnicodeDecodeError``) for text that is not JSON at all, ``RecursionError`` when too deep.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    if floats:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    return json.loads(
+        text, object_pairs_hook=_no_duplicates, parse_float=_no_float, parse_constant=_no_constant
+    )

@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Mapping
 from typing import TypeGuard
 
-from trackwrap._canonical import CanonicalError, canonical_json
+from trackwrap._canonical import CanonicalError, canonical_json, loads_strict
 from trackwrap.crypto._dsse import pae
 from trackwrap.crypto._keys import SigningKey, verify_ed25519
 from trackwrap.errors import SignatureError
@@ -119,31 +118,9 @@ def mint_token(key: SigningKey, claims: Mapping[str, object]) -> str:
     return f"{_b64url(payload)}.{_b64url(signature)}.{key.key_id}"
 
 
-class _PayloadError(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    result: dict[str, object] = {}
-    for name, value in pairs:
-        if name in result:
-            raise _PayloadError(f"duplicate key {name!r}")
-        result[name] = value
-    return result
-
-
-def _no_float(text: str) -> object:
-    raise _PayloadError(f"non-integer number {text}")
-
-
 def _parse_payload(payload: bytes) -> dict[str, object]:
     try:
-        value = json.loads(
-            payload.decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
-            parse_float=_no_float,
-            parse_constant=_no_float,
-        )
+        value = loads_strict(payload)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError too
         raise SignatureError(f"malformed execution token payload: {exc}") from exc
     if not isinstance(value, dict):

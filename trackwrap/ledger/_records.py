@@ -8,11 +8,10 @@ is unambiguous and ``verify`` can demand byte equality.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any, cast
 
-from trackwrap._canonical import CanonicalError, canonical_json, is_plain_json
+from trackwrap._canonical import CanonicalError, canonical_json, is_plain_json, loads_strict
 from trackwrap.errors import LedgerError
 
 __all__ = [
@@ -107,36 +106,11 @@ class RecordParseError(ValueError):
     """A stored record that is not strict JSON (duplicate keys, floats, NaN, bad UTF-8)."""
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    result: dict[str, object] = {}
-    for key, value in pairs:
-        if key in result:
-            raise RecordParseError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _no_float(text: str) -> object:
-    raise RecordParseError(f"non-integer number {text}")
-
-
-def _no_constant(text: str) -> object:
-    raise RecordParseError(f"non-JSON constant {text}")
-
-
 def parse_strict(raw: bytes) -> dict[str, object]:
     """Parse a stored record; raise :class:`RecordParseError` unless it is a strict JSON object."""
     try:
-        text = raw.decode("utf-8")
-        value = json.loads(
-            text,
-            object_pairs_hook=_no_duplicates,
-            parse_float=_no_float,
-            parse_constant=_no_constant,
-        )
-    except RecordParseError:
-        raise
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        value = loads_strict(raw)
+    except (ValueError, RecursionError) as exc:  # StrictJsonError, JSONDecodeError, bad UTF-8
         raise RecordParseError(str(exc)) from exc
     if not isinstance(value, dict):
         raise RecordParseError(f"record is a JSON {type(value).__name__}, not an object")

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from trackwrap._canonical import loads_strict
 from trackwrap.crypto import SigningKey, pae, verify_ed25519
 from trackwrap.errors import SignatureError
 from trackwrap.manifest._model import Manifest, parse_manifest
@@ -115,12 +116,8 @@ def _parse_envelope(
     envelope: bytes, *, source: str
 ) -> tuple[str, bytes, list[tuple[str | None, bytes]]]:
     try:
-        data = json.loads(
-            envelope.decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_no_constant,
-        )
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = loads_strict(envelope, floats=True)
+    except (ValueError, RecursionError) as exc:
         raise SignatureError(f"{source}: not a DSSE envelope (bad JSON: {exc})") from exc
     if not isinstance(data, dict) or set(data) != {"payloadType", "payload", "signatures"}:
         raise SignatureError(
@@ -193,15 +190,3 @@ def _b64(text: str, *, what: str, source: str) -> bytes:
     except (binascii.Error, ValueError) as exc:
         raise SignatureError(f"{source}: {what} is not base64: {exc}") from exc
 
-
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    result: dict[str, object] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _no_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
