@@ -108,3 +108,43 @@ async def test_poisoned_tools_are_held_even_on_first_use():
     events = [json.loads(line) for line in (await tw("audit", "show", "--json")).splitlines()]
     [drift] = [e for e in events if e["kind"] == "mcp_manifest_drift"]
     assert "hidden instruction" in json.dumps(drift["concerns"])
+
+
+async def test_a_pinned_publisher_decides_which_tools_pass(tmp_path: Path):
+    """With a publisher pinned for a server, only a tool list it signed is accepted: the
+    unsigned rug pull (delete_repo) is refused, and a person's approval cannot override it."""
+    key = tmp_path / "publisher.key"
+    made = await tw("keys", "generate", "--out", str(key))
+    public = made.split("public key ")[1].split()[0]
+    argv = wrapper_argv(rugpull(), server="rugpull", policy=POLICY)
+    first = await Wrapped.start(argv)
+    assert names(await list_all(first, 1)) == ["echo", "arm"]
+    await first.finish()
+    # The publisher signs today's tools; the user pins the publisher for this server.
+    signed = tmp_path / "rugpull.tools.dsse.json"
+    await tw("pins", "sign", "rugpull", "--key", str(key), "--out", str(signed))
+    await tw("trust", "add", "--publisher", "rugpull-publisher", "--key", public,
+             "--server", "rugpull")
+    await tw("pins", "import", "rugpull", str(signed))
+    w = await Wrapped.start(argv)
+    await w.request(call(1, "arm"))
+    await w.recv()
+    assert names(await list_all(w, 10)) == ["echo", "arm"]
+    denied = await w.request(call(20, "delete_repo", {"repo": "x"}))
+    assert "MCP-MANIFEST-PINNED" in denied["result"]["content"][0]["text"]
+    await tw("pins", "approve", "rugpull", "delete_repo")
+    still = await w.request(call(21, "delete_repo", {"repo": "x"}))
+    assert "MCP-MANIFEST-PINNED" in still["result"]["content"][0]["text"]
+    assert (await w.request(call(22, "echo", {"message": "ok"})))["result"]["content"][0][
+        "text"] == "ran echo"
+    await w.finish()
+    # A tool list signed by another key is refused at import.
+    other = tmp_path / "other.key"
+    await tw("keys", "generate", "--out", str(other))
+    forged = tmp_path / "forged.json"
+    await tw("pins", "sign", "rugpull", "--key", str(other), "--out", str(forged))
+    refused = await anyio.run_process(
+        [sys.executable, "-m", "trackwrap", "pins", "import", "rugpull", str(forged)],
+        check=False, cwd=ROOT)
+    assert refused.returncode != 0
+    assert b"not signed by a publisher pinned for rugpull" in refused.stderr

@@ -22,13 +22,23 @@ from rich.text import Text
 from trackwrap import __version__
 from trackwrap.cli._render import event_line
 from trackwrap.cli._roles import known_roles, role_payload, trust_store
-from trackwrap.cli._settings import Settings, load_settings, resolve_workspace
+from trackwrap.cli._settings import (
+    Settings,
+    load_settings,
+    resolve_workspace,
+    signed_tools_path,
+)
 from trackwrap.errors import ConfigError, KeyStoreError, LedgerError, SignatureError
 
 if TYPE_CHECKING:
     from rich.panel import Panel
 
-__all__ = ["Started", "register", "render_diagnosis", "start_session"]
+__all__ = [
+    "Started",
+    "register",
+    "render_diagnosis",
+    "start_session",
+]
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -128,11 +138,15 @@ def trust_add(
     publisher: Annotated[str, typer.Option(help="e.g. anthropic.com:claude-code:v2.4.1")],
     key: Annotated[str, typer.Option(help="public key: ed25519:<base64> or base64")],
     role: Annotated[list[str] | None, typer.Option(help="roles it may sign (default any)")] = None,
+    server: Annotated[
+        list[str] | None,
+        typer.Option(help="MCP server whose tool lists this key must sign (repeatable)"),
+    ] = None,
 ) -> None:
-    """Pin a publisher's key."""
+    """Pin a publisher's key (for session manifests, and for servers' tool lists)."""
     settings = load_settings()
     store = trust_store(settings).add(publisher, key, roles=tuple(role or ()),
-                                      now=datetime.now(UTC))
+                                      servers=tuple(server or ()), now=datetime.now(UTC))
     store.save(settings.trust_path)
     added = store.by_name(publisher)
     out.print(f"trusted {publisher} ({added.key_id if added else '?'}) in {settings.trust_path}")
@@ -496,6 +510,50 @@ def pins_approve(
     if not names:
         raise ConfigError(f"nothing waits for approval on {server}{f' / {tool}' if tool else ''}")
     out.print(f"approved {', '.join(names)} on {server}; a wrapper lets them through at once")
+
+
+@pins_app.command("sign")
+def pins_sign(
+    server: Annotated[str, typer.Argument()],
+    key: Annotated[Path, typer.Option(help="the server publisher's private key file")],
+    out_file: Annotated[Path | None, typer.Option("--out")] = None,
+) -> None:
+    """Sign the tool list a server offers now (as last seen by trackwrap), for `pins import`."""
+    from trackwrap.manifest import sign_tool_list
+
+    ledger = _ledger(load_settings())
+    try:
+        pins = ledger.pins(server)
+    finally:
+        ledger.close()
+    digests = {p.tool: p.pending_digest or p.digest for p in pins if p.pending_digest or p.digest}
+    if not digests:
+        raise ConfigError(f"trackwrap has not seen {server}'s tools yet; list them first")
+    target = out_file or Path(f"{server}.tools.dsse.json")
+    target.write_bytes(sign_tool_list(server, {k: str(v) for k, v in digests.items()},
+                                      key=load_private_key(key)))
+    out.print(f"signed {len(digests)} tools of {server} -> {target}")
+
+
+@pins_app.command("import")
+def pins_import(
+    server: Annotated[str, typer.Argument()],
+    file: Annotated[Path, typer.Argument(help="a signed tool list (pins sign)")],
+) -> None:
+    """Accept a server's signed tool list (verified against the publishers pinned for it)."""
+    from trackwrap.manifest import verify_tool_list
+
+    settings = load_settings()
+    keys = trust_store(settings).server_keys(server)
+    if not keys:
+        raise ConfigError(f"no publisher is pinned for {server}: trackwrap trust add "
+                          f"--publisher NAME --key KEY --server {server}")
+    envelope = _read(file)
+    tools = verify_tool_list(envelope, server=server, keys=keys)
+    target = signed_tools_path(settings, server)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(envelope)
+    out.print(f"imported {len(tools)} signed tools of {server}")
 
 
 @pins_app.command("revoke")

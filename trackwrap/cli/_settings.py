@@ -18,7 +18,7 @@ from pathlib import Path
 
 from trackwrap.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "resolve_workspace"]
+__all__ = ["Settings", "load_settings", "resolve_workspace", "signed_tools_path"]
 
 KEY_BACKENDS = ("auto", "keyring", "file")
 
@@ -78,3 +78,9 @@ def resolve_workspace(workspace: str | None) -> str:
     if not os.path.isdir(path):
         raise ConfigError(f"workspace {workspace!r} is not a directory")
     return path
+
+
+def signed_tools_path(settings: Settings, server: str) -> Path:
+    """Where the imported signed tool list of ``server`` is kept."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in server)
+    return settings.home / "server-manifests" / f"{safe}.dsse.json"

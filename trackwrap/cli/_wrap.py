@@ -240,10 +240,40 @@ def _build_governor(
         sink=sink,
         new_trace=new_trace_id,
         mint=lambda claims: mint_token(key, claims),
+        signed_tools=_signed_tools_reader(settings, sink),
         inject_token=opts.inject_token,
         clock_ms=_now_ms,
         seal_interval_s=opts.seal_interval,
     )
+
+
+def _signed_tools_reader(
+    settings: Settings, sink: StderrSink
+) -> Callable[[str], dict[str, str] | None]:
+    """For a server with a pinned publisher: the tool digests of its imported signed tool list
+    ({} when it has none that verifies). None for servers without one."""
+
+    def read(server: str) -> dict[str, str] | None:
+        from trackwrap.cli._roles import trust_store
+        from trackwrap.cli._settings import signed_tools_path
+        from trackwrap.errors import Error
+        from trackwrap.manifest import verify_tool_list
+
+        try:
+            keys = trust_store(settings).server_keys(server)
+        except Error as exc:
+            sink.say(f"cannot read the trust store: {exc}")
+            return {}
+        if not keys:
+            return None
+        try:
+            envelope = signed_tools_path(settings, server).read_bytes()
+            return verify_tool_list(envelope, server=server, keys=keys)
+        except (OSError, Error) as exc:
+            sink.say(f"{server} has a pinned publisher but no valid signed tool list: {exc}")
+            return {}
+
+    return read
 
 
 def _lazy_signer(settings: Settings, sink: StderrSink) -> Callable[[], SigningKey]:

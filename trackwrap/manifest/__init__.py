@@ -101,6 +101,7 @@ from trackwrap.manifest._scope import (
     ManifestScope,
 )
 from trackwrap.manifest._tools import ArgMode, ToolEntry
+from trackwrap.manifest._toolsig import TOOLS_PAYLOAD_TYPE, sign_tool_list, verify_tool_list
 from trackwrap.manifest._trust import Publisher, TrustStore, parse_public_key
 from trackwrap.manifest._units import parse_duration, parse_size
 
@@ -109,6 +110,7 @@ __all__ = [
     "HARNESS_DRIFT_RULE",
     "MANIFEST_FORBID_RULE",
     "PAYLOAD_TYPE",
+    "TOOLS_PAYLOAD_TYPE",
     "ArgMode",
     "Attestation",
     "BranchConstraints",
@@ -130,5 +132,7 @@ __all__ = [
     "parse_template",
     "role_names",
     "sign_manifest",
+    "sign_tool_list",
     "verify_manifest",
+    "verify_tool_list",
 ]

@@ -38,7 +38,7 @@ from trackwrap.manifest._schema import Reader
 __all__ = ["Publisher", "TrustStore", "parse_public_key"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]*")
-_PUBLISHER_KEYS = ("name", "key", "key_id", "added", "roles", "comment")
+_PUBLISHER_KEYS = ("name", "key", "key_id", "added", "roles", "servers", "comment")
 _RAW_KEY_LEN = 32
 #: DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE { OID
 #: 1.3.101.112 }, BIT STRING (33 bytes, 0 unused bits) }; the raw key follows.
@@ -90,6 +90,8 @@ class Publisher:
     added: datetime
     roles: tuple[str, ...] = ()
     comment: str | None = None
+    servers: tuple[str, ...] = ()
+    """MCP servers whose tool lists this key signs: only a list it signed is accepted."""
 
     def may_sign(self, role: str) -> bool:
         """Whether this publisher may sign manifests for ``role`` (no roles listed: any)."""
@@ -168,8 +170,10 @@ class TrustStore:
         now: datetime,
         roles: Iterable[str] = (),
         comment: str | None = None,
+        servers: Iterable[str] = (),
     ) -> TrustStore:
-        """A store that also trusts ``key`` (see :func:`parse_public_key`) as ``publisher``.
+        """A store that also trusts ``key`` (see :func:`parse_public_key`) as ``publisher``
+        (of session manifests, and of the tool lists of ``servers``).
 
         Raises:
             ConfigError: bad name or role, or the name or key is already trusted.
@@ -202,8 +206,13 @@ class TrustStore:
             added=now.astimezone(UTC).replace(microsecond=0),
             roles=role_list,
             comment=comment,
+            servers=tuple(sorted(set(servers))),
         )
         return replace(self, entries=(*self.entries, entry))
+
+    def server_keys(self, server: str) -> dict[str, bytes]:
+        """Key id -> public key of the publishers that sign ``server``'s tool lists."""
+        return {p.key_id: p.key for p in self.entries if server in p.servers}
 
     def remove(self, name_or_key_id: str) -> TrustStore:
         """A store without the publisher of that name or key id.
@@ -241,6 +250,8 @@ class TrustStore:
             lines.append(f"    key_id: {_q(p.key_id)}")
             lines.append(f"    added: {_q(_timestamp(p.added))}")
             lines.append(f"    roles: [{', '.join(_q(r) for r in p.roles)}]")
+            if p.servers:
+                lines.append(f"    servers: [{', '.join(_q(r) for r in p.servers)}]")
             if p.comment is not None:
                 lines.append(f"    comment: {_q(p.comment)}")
         lines.append(f"roles: [{', '.join(_q(r) for r in self.roles)}]")
@@ -290,6 +301,7 @@ def _publisher(reader: Reader, value: object, path: tuple[object, ...]) -> Publi
     comment = None
     if "comment" in spec:
         comment = reader.string(spec["comment"], (*path, "comment"))
+    servers = reader.string_list(spec.get("servers", []), (*path, "servers"), empty_ok=True)
     return Publisher(
         name=name,
         key=raw,
@@ -297,6 +309,7 @@ def _publisher(reader: Reader, value: object, path: tuple[object, ...]) -> Publi
         added=reader.timestamp(spec["added"], (*path, "added")),
         roles=tuple(roles),
         comment=comment,
+        servers=tuple(servers),
     )
 
 

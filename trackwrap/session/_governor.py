@@ -159,6 +159,7 @@ class Governor:
         new_trace: Callable[[], str],
         mint: Callable[[Mapping[str, object]], str] | None = None,
         inject_token: bool = False,
+        signed_tools: Callable[[str], dict[str, str] | None] | None = None,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         seal_interval_s: float = 60.0,
     ) -> None:
@@ -172,6 +173,7 @@ class Governor:
         self._new_trace = new_trace
         self._mint = mint
         self._inject = inject_token
+        self._signed_tools = signed_tools
         self._clock_ms = clock_ms
         self._seal_interval_s = seal_interval_s
         self._flush_due = anyio.Event()
@@ -371,12 +373,31 @@ class Governor:
         tool set. Returns the message to send instead (filtered), or None to forward as is."""
         if method == "tools/call":
             return self._redact(message)
-        if method != "tools/list":
-            return None
         result = message.get("result")
         tools = result.get("tools") if isinstance(result, dict) else None
-        if not isinstance(result, dict) or not isinstance(tools, list):
+        if method != "tools/list" or not isinstance(result, dict) or not isinstance(tools, list):
             return None
+        offered, by_name, suspicious = self._offered_tools(tools)
+        review = self._review_pins(offered, suspicious)
+        if not result.get("nextCursor"):
+            self._first_use = False  # the first full listing is over
+        listed = self._listed if self._listed is not None else set()
+        listed.update(review.approved)
+        listed.difference_update(set(review.new) | set(review.changed))
+        self._listed = listed
+        held = [*review.new, *review.changed]
+        if held:
+            self._record_pin_drift(review, suspicious)
+        shown = [clean_tool(by_name[n]) for n in offered if n in review.approved]
+        if not held and shown == [by_name[n] for n in offered]:
+            return None
+        return {**message, "result": {**result, "tools": shown}}
+
+    def _offered_tools(
+        self, tools: list[Any]
+    ) -> tuple[dict[str, tuple[str, str]], dict[str, dict[str, Any]], dict[str, list[str]]]:
+        """Each offered tool's digest and canonical JSON, the tools by name, and what looks
+        poisoned or is not vouched for by the server's pinned publisher."""
         offered: dict[str, tuple[str, str]] = {}
         by_name: dict[str, dict[str, Any]] = {}
         suspicious: dict[str, list[str]] = {}
@@ -395,6 +416,17 @@ class Governor:
             concerns = tool_concerns(tool)
             if concerns:
                 suspicious[name] = concerns
+        signed = self._signed_tools(self._server) if self._signed_tools is not None else None
+        if signed is not None:
+            for name, (digest, _) in offered.items():
+                if signed.get(name) != digest:
+                    suspicious.setdefault(name, []).append(
+                        f"not in the tool list signed by {self._server}'s pinned publisher")
+        return offered, by_name, suspicious
+
+    def _review_pins(
+        self, offered: dict[str, tuple[str, str]], suspicious: dict[str, list[str]]
+    ) -> PinReview:
         try:
             if self._first_use is None:
                 self._first_use = not self._ledger.pins(self._server)
@@ -404,21 +436,17 @@ class Governor:
             )
         except LedgerError as exc:
             self._sink.say(f"cannot check {self._server}'s tools against their pins: {exc}")
-            review = PinReview(approved=frozenset(), new=tuple(offered), changed=(),
-                               first_use=False)
-        if not result.get("nextCursor"):
-            self._first_use = False  # the first full listing is over
-        listed = self._listed if self._listed is not None else set()
-        listed.update(review.approved)
-        listed.difference_update(set(review.new) | set(review.changed))
-        self._listed = listed
-        held = [*review.new, *review.changed]
-        if held:
-            self._record_pin_drift(review, suspicious)
-        shown = [clean_tool(by_name[n]) for n in offered if n in review.approved]
-        if not held and shown == [by_name[n] for n in offered]:
-            return None
-        return {**message, "result": {**result, "tools": shown}}
+            return PinReview(approved=frozenset(), new=tuple(offered), changed=(),
+                             first_use=False)
+        if self._signed_tools is None or self._signed_tools(self._server) is None:
+            return review
+        # A pinned publisher decides: what it signed is approved, nothing else is.
+        return PinReview(
+            approved=frozenset(offered) - frozenset(suspicious),
+            new=tuple(n for n in offered if n in suspicious and n not in review.changed),
+            changed=tuple(n for n in review.changed if n in suspicious),
+            first_use=review.first_use,
+        )
 
     def _redact(self, message: dict[str, Any]) -> dict[str, Any] | None:
         """A ``redact`` call's result: secrets masked before the agent sees it, and an event
@@ -451,6 +479,10 @@ class Governor:
         offered = self._offered.get(tool)
         if offered is None:
             return False
+        if self._signed_tools is not None:
+            signed = self._signed_tools(self._server)
+            if signed is not None and signed.get(tool) != offered:
+                return False  # a person cannot approve what the server's publisher did not sign
         try:
             pins = [p for p in self._ledger.pins(self._server) if p.tool == tool]
         except LedgerError:
