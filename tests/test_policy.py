@@ -217,8 +217,10 @@ def test_command_allowlist(ctx: Context, command: object, outcome: Outcome) -> N
     if outcome is Outcome.ALLOW:
         assert decision.rule == "SHELL-TESTS"
     else:
-        # no allow rule matches; the shell inspector may name a more specific reason first
-        assert decision.rule == "DEFAULT-DENY" or decision.rule.startswith("SHELL-")
+        # no allow rule matches; an inspector may name a more specific reason first
+        assert decision.rule in ("DEFAULT-DENY", "WORKSPACE-PATH-SCOPE") or (
+            decision.rule.startswith("SHELL-")
+        )
 
 
 BRANCH_RULES = (

@@ -69,6 +69,30 @@ _CREDENTIALS: tuple[tuple[tuple[str, ...], bool], ...] = (
 )
 
 
+def _path_like(word: str) -> bool:
+    """A command word that names a file: absolute, home-relative, or explicitly relative
+    (``./x``, ``../x``). Bare words, globs, variables and URLs are left to the shell inspector."""
+    if not word or "://" in word or word.startswith("$"):
+        return False
+    return word.startswith(("/", "~/", "./", "../")) or word in ("~", "..")
+
+
+def _command_paths(action: Action) -> tuple[PathArg, ...]:
+    """Path-like arguments of argv-form commands, as read paths relative to the command's
+    working directory (the call's ``directory``-style path argument, else the server's cwd)."""
+    if not action.commands:
+        return ()
+    base = next((p.value for p in action.paths if p.base is None), None)
+    found: list[PathArg] = []
+    for index, argv in enumerate(action.commands):
+        for position, word in enumerate(argv[1:], start=1):
+            value = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
+            if _path_like(value):
+                found.append(PathArg(name=f"commands[{index}][{position}]", value=value,
+                                     write=False, base=base))
+    return tuple(found)
+
+
 @dataclass(frozen=True, slots=True)
 class _Scope:
     workspace: str
@@ -84,8 +108,11 @@ class PathScopeInspector:
     name: str = "paths"
 
     def inspect(self, action: Action, context: Context) -> Sequence[Finding]:
-        """One finding per offending path argument (``WORKSPACE-PATH-SCOPE``)."""
-        if not action.paths:
+        """One finding per offending path argument (``WORKSPACE-PATH-SCOPE``), including the
+        path-like words of the call's commands (``pytest /elsewhere/test_x.py``,
+        ``cat ~/.aws/credentials``, ``--config=../x.ini``)."""
+        paths = (*action.paths, *_command_paths(action))
+        if not paths:
             return ()
         workspace = _resolve(context.workspace, base=context.cwd, home=context.home)
         home = _resolve(context.home, base="/", home=context.home)
@@ -98,7 +125,7 @@ class PathScopeInspector:
             homes=(_parts(home), _parts(_resolve(context.fs.realpath(home), base="/", home="/"))),
         )
         findings: list[Finding] = []
-        for arg in action.paths:
+        for arg in paths:
             finding = self._check(arg, context, scope)
             if finding is not None:
                 findings.append(finding)
