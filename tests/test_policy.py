@@ -619,3 +619,22 @@ def test_roots_from_argv() -> None:
     assert git.roots_from_argv(["uvx", "mcp-server-git", "--repository", "/r"]) == ("/r",)
     assert git.roots_from_argv(["mcp-server-git", "--repository=/r2"]) == ("/r2",)
     assert git.roots_from_argv(["other"]) == ()
+
+
+@pytest.mark.parametrize(
+    ("command", "outcome"),
+    [
+        (["timeout", "600", "pytest", "-x"], Outcome.ALLOW),
+        (["timeout", "-k", "5", "10m", "npm", "test"], Outcome.ALLOW),
+        (["time", "pytest"], Outcome.ALLOW),
+        (["nice", "-n", "10", "pytest"], Outcome.ALLOW),
+        (["timeout", "pytest"], Outcome.DENY),  # no duration: not the wrapper it claims to be
+        (["timeout", "--foreground", "5", "pytest"], Outcome.DENY),
+        (["env", "pytest"], Outcome.DENY),
+        (["time", "curl", "x"], Outcome.DENY),
+    ],
+)
+def test_command_allowlist_looks_through_transparent_wrappers(
+    ctx: Context, command: object, outcome: Outcome
+) -> None:
+    assert evaluate(policy(SHELL), ctx, "run", {"command": command}).outcome is outcome

@@ -17,6 +17,8 @@ from trackwrap.policy._glob import GlobSet
 from trackwrap.policy._normalize import split_plain_command
 from trackwrap.policy._schema import as_mapping, as_str, as_str_list, check_keys
 
+_DURATION = re.compile(r"[0-9]+(\.[0-9]+)?[smhd]?")
+
 __all__ = [
     "PATH_SCOPE_RULE",
     "BranchCondition",
@@ -97,7 +99,30 @@ class CommandCondition:
     def _allowed(self, argv: tuple[str, ...]) -> bool:
         if any(_TOKEN_META.search(token) for token in argv):
             return False
+        argv = _unwrap(argv)
         return any(argv[: len(prefix)] == prefix for prefix in self.prefixes)
+
+
+def _unwrap(argv: tuple[str, ...]) -> tuple[str, ...]:
+    """Look through the transparent wrappers the shell inspector also allows: ``time CMD``,
+    ``timeout [-s SIG] [-k D] DURATION CMD`` and ``nice [-n N] CMD``. Anything unusual about a
+    wrapper (another option, a missing duration) leaves the argv as it is, so it does not match."""
+    while argv:
+        head, rest = argv[0], argv[1:]
+        if head == "time":
+            argv = rest
+        elif head == "nice":
+            has_level = rest[:1] == ("-n",) and len(rest) > 1 and rest[1].lstrip("-").isdigit()
+            argv = rest[2:] if has_level else rest
+        elif head == "timeout":
+            while rest[:1] in (("-s",), ("-k",)) and len(rest) > 2:
+                rest = rest[2:]
+            if not rest or not _DURATION.fullmatch(rest[0]):
+                return argv
+            argv = rest[1:]
+        else:
+            return argv
+    return argv
 
 
 @dataclass(frozen=True, slots=True)
