@@ -312,7 +312,8 @@ def test_migration_fills_in_sessions_of_an_older_ledger(db: Path, key: SigningKe
         ALTER TABLE sessions DROP COLUMN tool_calls;
         ALTER TABLE sessions DROP COLUMN bytes_out;
         DROP TABLE pins;
-        DELETE FROM migrations WHERE name IN ('0002_session_rows', '0003_tool_pins');
+        DELETE FROM migrations WHERE name IN ('0002_session_rows', '0003_tool_pins',
+                                              '0004_pin_approved_json');
         PRAGMA user_version = 1;
         """
     )
@@ -331,7 +332,7 @@ def test_migration_fills_in_sessions_of_an_older_ledger(db: Path, key: SigningKe
     assert report.exit_code == 0, json.dumps(report.to_json())
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (4,)
     finally:
         conn.close()
 

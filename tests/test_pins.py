@@ -148,3 +148,18 @@ async def test_a_pinned_publisher_decides_which_tools_pass(tmp_path: Path):
         check=False, cwd=ROOT)
     assert refused.returncode != 0
     assert b"not signed by a publisher pinned for rugpull" in refused.stderr
+
+
+@pytest.mark.parametrize(("flag", "echo_passes"), [("--reword-echo", True),
+                                                    ("--change-echo", False)])
+async def test_policy_may_let_wording_only_changes_through(flag: str, echo_passes: bool):
+    policy = ROOT / "tests" / "data" / "rugpull-wording-policy.yaml"
+    w = await Wrapped.start(wrapper_argv(rugpull(flag), server="rugpull", policy=policy))
+    assert names(await list_all(w, 1)) == ["echo", "arm"]
+    await w.request(call(5, "arm"))
+    await w.recv()
+    after = names(await list_all(w, 10))
+    assert after == (["echo", "arm"] if echo_passes else ["arm"])  # delete_repo: always held
+    resp = await w.request(call(20, "echo", {"message": "x"}))
+    assert ("MCP-MANIFEST-PINNED" in resp["result"]["content"][0]["text"]) is not echo_passes
+    await w.finish()

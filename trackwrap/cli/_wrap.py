@@ -241,6 +241,7 @@ def _build_governor(
         new_trace=new_trace_id,
         mint=lambda claims: mint_token(key, claims),
         signed_tools=_signed_tools_reader(settings, sink),
+        description_changes=governance.policy.description_changes,
         inject_token=opts.inject_token,
         clock_ms=_now_ms,
         seal_interval_s=opts.seal_interval,

@@ -23,6 +23,8 @@ class Pin:
     tool_json: str
     first_seen_ms: int
     updated_ms: int
+    approved_json: str | None = None
+    """The canonical JSON of the approved version (None until one is approved)."""
 
     @property
     def state(self) -> str:

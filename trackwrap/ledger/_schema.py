@@ -115,6 +115,15 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        "0004_pin_approved_json",
+        (
+            # The approved version of each pinned tool, to tell a wording-only change from a
+            # schema change when policy lets the former through.
+            "ALTER TABLE pins ADD COLUMN approved_json TEXT",
+            "UPDATE pins SET approved_json = tool_json WHERE pending_digest IS NULL",
+        ),
+    ),
 )
 
 

@@ -477,15 +477,15 @@ class Ledger:
                 pinned = known.get(tool)
                 if first_use and pinned is None and tool not in suspicious:
                     txn.execute(
-                        "INSERT INTO pins VALUES (?, ?, ?, NULL, ?, ?, ?)",
-                        (server, tool, digest, body, now, now),
+                        "INSERT INTO pins VALUES (?, ?, ?, NULL, ?, ?, ?, ?)",
+                        (server, tool, digest, body, now, now, body),
                     )
                     approved.add(tool)
                 elif pinned is not None and pinned[0] == digest:
                     approved.add(tool)
                 elif pinned is None:
                     txn.execute(
-                        "INSERT INTO pins VALUES (?, ?, NULL, ?, ?, ?, ?)",
+                        "INSERT INTO pins VALUES (?, ?, NULL, ?, ?, ?, ?, NULL)",
                         (server, tool, digest, body, now, now),
                     )
                     new.append(tool)
@@ -521,7 +521,7 @@ class Ledger:
             names = [row[0] for row in txn.execute(f"SELECT tool FROM pins WHERE {where}", args)]  # noqa: S608
             txn.execute(
                 f"UPDATE pins SET digest = pending_digest, pending_digest = NULL, "  # noqa: S608
-                f"updated_ms = ? WHERE {where}",
+                f"approved_json = tool_json, updated_ms = ? WHERE {where}",
                 (self._now(), *args),
             )
         return names

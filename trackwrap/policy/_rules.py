@@ -4,6 +4,8 @@ A policy file (``profiles/policy/*.yaml``)::
 
     version: 1                      # required, must be 1
     mode: enforce                   # optional: enforce (default) | monitor
+    tool_pins:                      # optional
+      description_changes: hold     # hold (default) | allow: wording-only tool changes pass
     rules:                          # required, non-empty
       - id: SHELL-TEST-ALLOWLIST    # required: stable id, upper-case, hyphenated, unique
         description: run the tests  # optional: used in the decision's reason
@@ -93,7 +95,9 @@ _WHEN_KEYS = (
     "paths",
     "path",
 )
-_POLICY_KEYS = ("version", "mode", "rules")
+_POLICY_KEYS = ("version", "mode", "rules", "tool_pins")
+_PIN_KEYS = ("description_changes",)
+_DESCRIPTION_CHANGES = ("hold", "allow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +188,10 @@ class Policy:
     rules: tuple[Rule, ...]
     mode: Mode
     policy_hash: str
+    description_changes: str = "hold"
+    """``tool_pins.description_changes``: ``allow`` lets a pinned tool whose new version differs
+    only in its top-level ``title``/``description`` through; ``hold`` (default) holds every
+    change for approval. Schema changes are always held."""
 
     @classmethod
     def from_mapping(cls, data: object, *, source: str) -> Policy:
@@ -206,10 +214,19 @@ class Policy:
         rules = tuple(
             Rule.from_mapping(entry, source=source, index=i) for i, entry in enumerate(entries)
         )
-        return cls.build(rules, mode=mode)
+        pins = as_mapping(raw.get("tool_pins", {}), where=f"{source}: tool_pins")
+        check_keys(pins, where=f"{source}: tool_pins", allowed=_PIN_KEYS)
+        changes = pins.get("description_changes", "hold")
+        if changes not in _DESCRIPTION_CHANGES:
+            raise ProfileError(
+                f"{source}: tool_pins.description_changes must be hold or allow, got {changes!r}"
+            )
+        return cls.build(rules, mode=mode, description_changes=str(changes))
 
     @classmethod
-    def build(cls, rules: Sequence[Rule], *, mode: Mode) -> Policy:
+    def build(
+        cls, rules: Sequence[Rule], *, mode: Mode, description_changes: str = "hold"
+    ) -> Policy:
         """A policy from compiled rules: rejects duplicates and computes the hash."""
         if not rules:
             raise ProfileError("a policy needs at least one rule")
@@ -222,12 +239,15 @@ class Policy:
                 )
             seen[rule.id] = rule
         body: Any = {"mode": mode.value, "rules": [dict(rule.spec) for rule in rules]}
+        if description_changes != "hold":
+            body["tool_pins"] = {"description_changes": description_changes}
         try:
             canonical = canonical_json(body)
         except CanonicalError as exc:
             raise ProfileError(f"policy has values JSON cannot carry: {exc}") from exc
         digest = "sha256:" + hashlib.sha256(canonical).hexdigest()
-        return cls(rules=tuple(rules), mode=mode, policy_hash=digest)
+        return cls(rules=tuple(rules), mode=mode, policy_hash=digest,
+                   description_changes=description_changes)
 
     @classmethod
     def merged(cls, policies: Sequence[Policy]) -> Policy:
@@ -236,11 +256,15 @@ class Policy:
             raise ProfileError("no policy files to merge")
         monitor = all(policy.mode is Mode.MONITOR for policy in policies)
         rules = [rule for policy in policies for rule in policy.rules]
-        return cls.build(rules, mode=Mode.MONITOR if monitor else Mode.ENFORCE)
+        lenient = all(policy.description_changes == "allow" for policy in policies)
+        return cls.build(rules, mode=Mode.MONITOR if monitor else Mode.ENFORCE,
+                         description_changes="allow" if lenient else "hold")
 
     def with_mode(self, mode: Mode) -> Policy:
         """The same rules under another mode (e.g. a ``--monitor`` flag)."""
-        return self.build(self.rules, mode=mode) if mode is not self.mode else self
+        if mode is self.mode:
+            return self
+        return self.build(self.rules, mode=mode, description_changes=self.description_changes)
 
     def rule(self, rule_id: str) -> Rule | None:
         """The rule with ``rule_id`` (for its ``ttl`` and ``approvers``), if any."""

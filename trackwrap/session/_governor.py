@@ -160,6 +160,7 @@ class Governor:
         mint: Callable[[Mapping[str, object]], str] | None = None,
         inject_token: bool = False,
         signed_tools: Callable[[str], dict[str, str] | None] | None = None,
+        description_changes: str = "hold",
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         seal_interval_s: float = 60.0,
     ) -> None:
@@ -174,6 +175,7 @@ class Governor:
         self._mint = mint
         self._inject = inject_token
         self._signed_tools = signed_tools
+        self._description_changes = description_changes
         self._clock_ms = clock_ms
         self._seal_interval_s = seal_interval_s
         self._flush_due = anyio.Event()
@@ -439,12 +441,42 @@ class Governor:
             return PinReview(approved=frozenset(), new=tuple(offered), changed=(),
                              first_use=False)
         if self._signed_tools is None or self._signed_tools(self._server) is None:
-            return review
+            return self._pass_wording_changes(review, offered, suspicious)
         # A pinned publisher decides: what it signed is approved, nothing else is.
         return PinReview(
             approved=frozenset(offered) - frozenset(suspicious),
             new=tuple(n for n in offered if n in suspicious and n not in review.changed),
             changed=tuple(n for n in review.changed if n in suspicious),
+            first_use=review.first_use,
+        )
+
+    def _pass_wording_changes(
+        self, review: PinReview, offered: dict[str, tuple[str, str]],
+        suspicious: dict[str, list[str]],
+    ) -> PinReview:
+        """With ``tool_pins.description_changes: allow``, a changed tool whose new version
+        differs from the approved one only in its top-level title or description is approved
+        (and re-pinned); any other change, and anything suspicious, stays held."""
+        if self._description_changes != "allow" or not review.changed:
+            return review
+        try:
+            pins = {p.tool: p for p in self._ledger.pins(self._server)}
+            passed = [
+                name for name in review.changed
+                if name not in suspicious and pins.get(name) is not None
+                and _wording_only(pins[name].approved_json, offered[name][1])
+            ]
+            for name in passed:
+                self._ledger.approve_pins(self._server, name)
+        except LedgerError as exc:
+            self._sink.say(f"cannot re-pin wording-only changes of {self._server}: {exc}")
+            return review
+        if passed:
+            self._sink.say(f"{self._server}: wording-only changes approved by policy: "
+                           f"{', '.join(passed)}")
+        return PinReview(
+            approved=review.approved | frozenset(passed), new=review.new,
+            changed=tuple(n for n in review.changed if n not in passed),
             first_use=review.first_use,
         )
 
@@ -553,6 +585,22 @@ class Governor:
                     self._sink.say(f"could not seal session {session} at exit: {exc}")
         finally:
             self._ledger.close()
+
+
+def _wording_only(approved_json: str | None, offered_json: str) -> bool:
+    """Whether two versions of a tool differ only in their top-level title or description."""
+    if approved_json is None:
+        return False
+    try:
+        before, after = json.loads(approved_json), json.loads(offered_json)
+    except ValueError:
+        return False
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return False
+    wording = ("title", "description")
+    return {k: v for k, v in before.items() if k not in wording} == {
+        k: v for k, v in after.items() if k not in wording
+    }
 
 
 def _arg_bytes(arguments: object) -> int:
