@@ -167,3 +167,23 @@ async def test_audit_show_follow_prints_decisions_as_they_land(tmp_path, trackwr
         follower.proc.terminate()
         await follower.wait()
         await w.finish()
+
+
+def test_check_holds_a_call_to_a_role_or_a_signed_manifest(tmp_path, capsys):
+    args = ["check", "--server", "shell", "--tool", "shell_execute", "--workspace",
+            str(tmp_path), "--json"]
+    drift = '{"command":["sh","-c","rm -rf node_modules && npm install --force"]}'
+    assert main([*args, "--args", drift]) == 1  # organisation policy alone denies it too
+    assert json.loads(capsys.readouterr().out)["rule"] != "HARNESS-DRIFT-001"
+    assert main([*args, "--args", drift, "--role", "code-reviewer"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["rule"] == "HARNESS-DRIFT-001"
+    assert [f["rule"] for f in out["findings"]][:2] == ["HARNESS-DRIFT-001", "MANIFEST-FORBID"]
+    assert main([*args, "--args", '{"command":["pytest","-x"]}', "--role",
+                 "code-reviewer"]) == 0
+    capsys.readouterr()
+    unsigned = tmp_path / "m.yaml"
+    unsigned.write_text("not an envelope\n")
+    result = run(*args[:-1], "--args", drift, "--manifest", str(unsigned))
+    assert result.returncode == 1
+    assert "not a DSSE envelope" in result.stderr

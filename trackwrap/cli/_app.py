@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from trackwrap import __version__
 from trackwrap.cli._render import event_line
@@ -54,7 +55,7 @@ audit_app = typer.Typer(help="Show and verify the audit ledger.", no_args_is_hel
 app.add_typer(audit_app, name="audit")
 register(app)
 
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)
 
 
@@ -72,6 +73,10 @@ def check(
     workspace: Annotated[str | None, typer.Option(help="workspace directory")] = None,
     policy: Annotated[list[Path] | None, typer.Option(help="policy file(s) or dir")] = None,
     mode: Annotated[str | None, typer.Option(help="enforce or monitor")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="hold the call to this signed manifest as well")
+    ] = None,
+    role: Annotated[str | None, typer.Option(help="… or to this shipped role")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for machines")] = False,
 ) -> None:
     """Evaluate one call through the pipeline, without any upstream and without recording.
@@ -86,7 +91,10 @@ def check(
         raise ConfigError(f"--args is not valid JSON: {exc}") from exc
     governance = build_governance(policy_paths=policy or [], mode=mode)
     ws = resolve_workspace(workspace)
-    decision = governance.pipeline.evaluate(
+    pipeline = governance.pipeline
+    if manifest is not None or role is not None:
+        pipeline = _scoped_pipeline(governance, manifest=manifest, role=role, workspace=ws)
+    decision = pipeline.evaluate(
         server=server, tool=tool, arguments=arguments, context=context_factory(workspace=ws)()
     )
     if as_json:
@@ -108,6 +116,35 @@ def check(
             out_console.print(f"  finding {f.rule} ({f.inspector}, {f.confidence:.2f}) {tags}")
     forwarded = decision.outcome.value in ("allow", "redact") or not decision.enforced
     raise typer.Exit(0 if forwarded else 1)
+
+
+def _scoped_pipeline(
+    governance: Any, *, manifest: Path | None, role: str | None, workspace: str
+) -> Any:
+    """The pipeline with a manifest's scope as stage 2, as a session started with it has."""
+    from datetime import UTC, datetime
+
+    from trackwrap.cli._roles import known_roles, role_manifest, trust_store
+    from trackwrap.manifest import ManifestScope, verify_manifest
+    from trackwrap.policy import Pipeline
+
+    if (manifest is None) == (role is None):
+        raise ConfigError("give at most one of --manifest FILE or --role ROLE")
+    settings = load_settings()
+    if manifest is not None:
+        try:
+            envelope = manifest.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {manifest}: {exc.strerror}") from exc
+        held = verify_manifest(envelope, trust=trust_store(settings), now=datetime.now(UTC),
+                               source=str(manifest)).manifest
+    else:
+        held = role_manifest(str(role), workspace=workspace)
+    return Pipeline(
+        profiles=governance.profiles, policy=governance.policy,
+        inspectors=governance.inspectors,
+        scope=ManifestScope(held, known_roles=known_roles(settings)),
+    )
 
 
 @audit_app.command("show")
@@ -156,7 +193,8 @@ def run_app(argv: list[str]) -> int:
     try:
         code = app(args=argv, prog_name="trackwrap", standalone_mode=False)
     except Error as err:
-        err_console.print(f"[red]trackwrap: error:[/red] {err.diagnostics()}", markup=True)
+        err_console.print(f"[red]trackwrap: error:[/red] {escape(err.diagnostics())}",
+                          markup=True)
         return err.exit_code
     except typer.Exit as done:
         return int(done.exit_code)

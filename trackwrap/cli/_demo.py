@@ -334,7 +334,7 @@ def run_demo(settings: Settings, *, console: Console, keep: bool = False) -> int
     env["TRACKWRAP_KEY_BACKEND"] = settings.key_backend
     env.pop("TRACKWRAP_SESSION", None)
     keys = KeyStore(settings.home, backend=settings.key_backend,
-                    warn=lambda m: console.print(f"[yellow]{m}[/yellow]"))
+                    warn=lambda m: console.print(m, style="yellow", markup=False))
     ledger: Ledger | None = None
     publisher: str | None = None
     try:

@@ -51,7 +51,8 @@ def _keystore(settings: Settings) -> Any:
     from trackwrap.crypto import KeyStore
 
     return KeyStore(settings.home, backend=settings.key_backend,
-                    warn=lambda m: Console(stderr=True).print(f"[yellow]{m}[/yellow]"))
+                    warn=lambda m: Console(stderr=True, soft_wrap=True).print(
+                        m, style="yellow", markup=False))
 
 
 def _ledger(settings: Settings) -> Any:
