@@ -187,3 +187,17 @@ def test_check_holds_a_call_to_a_role_or_a_signed_manifest(tmp_path, capsys):
     result = run(*args[:-1], "--args", drift, "--manifest", str(unsigned))
     assert result.returncode == 1
     assert "not a DSSE envelope" in result.stderr
+
+
+def test_fast_help_lists_exactly_the_apps_commands():
+    from trackwrap.cli._app import app
+    from trackwrap.cli._usage import COMMANDS
+
+    registered = {c.name or c.callback.__name__ for c in app.registered_commands}
+    registered |= {g.name for g in app.registered_groups}
+    assert {name for name, _ in COMMANDS} == registered
+    fast = run("--help")
+    assert fast.returncode == 0
+    for name, _ in COMMANDS:
+        assert f"\n  {name} " in fast.stdout
+    assert "-- <upstream command" in fast.stdout

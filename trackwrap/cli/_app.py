@@ -15,34 +15,11 @@ from trackwrap import __version__
 from trackwrap.cli._render import event_line
 from trackwrap.cli._session_cmds import register
 from trackwrap.cli._settings import load_settings, resolve_workspace
-from trackwrap.cli._usage import WRAP_USAGE
+from trackwrap.cli._usage import HELP
 from trackwrap.errors import ConfigError, Error
 
 __all__ = ["app", "run_app"]
 
-HELP = f"""Governs every MCP tool call an AI coding agent makes, before it runs.
-
-Put it in front of an MCP server in your IDE's config:
-
-\b
-  {WRAP_USAGE}
-
-\b
-Options before `--`:
-  --server NAME        the upstream's profile (default: inferred from the command)
-  --workspace DIR      the directory the agent may work in (default: cwd)
-  --policy FILE        policy file or directory (repeatable; default: shipped policy)
-  --profiles DIR       extra server profiles
-  --mode monitor       record what would be denied, but forward it
-  --session ID         join this session (default: TRACKWRAP_SESSION, else the
-                       workspace's started session, else its implicit one)
-  --require-session    deny every call until a session is started for the workspace
-  --default-role ROLE  hold implicit sessions to this shipped role's manifest
-  --inject-token       put each call's execution token in params._meta
-  --env-allow GLOB     pass only these variables (and PATH, HOME, …) to the upstream
-  --env-deny GLOB      never pass these variables to the upstream
-  --max-line-bytes N   cap on one message (default 128 MiB)
-"""
 
 app = typer.Typer(
     help=HELP,

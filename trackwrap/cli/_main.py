@@ -5,14 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from trackwrap.cli._usage import COMMANDS, fast_help
 from trackwrap.errors import Error
 
 __all__ = ["SUBCOMMANDS", "first_error", "main"]
 
-SUBCOMMANDS = frozenset(
-    {"audit", "check", "demo", "diagnose", "keys", "manifest", "pins", "session", "token",
-     "trust", "version"}
-)
+SUBCOMMANDS = frozenset(name for name, _summary in COMMANDS)
 
 
 def _is_wrapper(argv: Sequence[str]) -> bool:
@@ -54,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if found is None:
                 raise
             return _fail(found)
+    if args in (["--help"], ["-h"]):
+        sys.stdout.write(fast_help())
+        return 0
     from trackwrap.cli._app import run_app
 
     return run_app(args)
