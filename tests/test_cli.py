@@ -201,3 +201,19 @@ def test_fast_help_lists_exactly_the_apps_commands():
     for name, _ in COMMANDS:
         assert f"\n  {name} " in fast.stdout
     assert "-- <upstream command" in fast.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "Commands:"),
+        (["check"], "Missing option '--server'"),
+        (["no-such-command"], "No such command"),
+        (["session", "start", "--bogus"], "No such option"),
+    ],
+)
+def test_usage_errors_are_messages_not_tracebacks(argv, message):
+    result = run(*argv)
+    assert "Traceback" not in result.stderr + result.stdout
+    assert message in result.stderr + result.stdout
+    assert result.returncode == (0 if not argv else 2)

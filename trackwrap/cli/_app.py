@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.exceptions import TyperException
 
 from trackwrap import __version__
 from trackwrap.cli._render import event_line
@@ -178,11 +179,11 @@ def run_app(argv: list[str]) -> int:
     except typer.Abort:
         err_console.print("[red]aborted[/red]")
         return 130
-    except Exception as exc:
-        from click.exceptions import ClickException
-
-        if isinstance(exc, ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except TyperException as exc:
+        # Usage errors (a missing option, an unknown command): click's own message and code.
+        show = getattr(exc, "show", None)
+        code = getattr(exc, "exit_code", 2)
+        if callable(show):
+            show()
+        return code if isinstance(code, int) else 2
     return code if isinstance(code, int) else 0

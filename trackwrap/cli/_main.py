@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if found is None:
                 raise
             return _fail(found)
-    if args in (["--help"], ["-h"]):
+    if args in ([], ["--help"], ["-h"]):
         sys.stdout.write(fast_help())
         return 0
     from trackwrap.cli._app import run_app
