@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from trackwrap.crypto import SigningKey
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -22,3 +24,15 @@ def trackwrap_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TRACKWRAP_HOME", str(home))
     monkeypatch.setenv("TRACKWRAP_KEY_BACKEND", "file")
     return home
+
+
+@pytest.fixture
+def key() -> SigningKey:
+    """A fresh Ed25519 key for one test."""
+    return SigningKey.generate()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """Where a test's ledger database goes."""
+    return tmp_path / "ledger.db"

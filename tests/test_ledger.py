@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import trackwrap.ledger
+from tests._ledger import Clock
 from trackwrap.crypto import SigningKey, pae, verify_ed25519
 from trackwrap.errors import KeyStoreError, LedgerError
 from trackwrap.ledger import Appended, Ledger, SessionSummary, verify_ledger
@@ -24,17 +25,6 @@ REPO = Path(__file__).resolve().parent.parent
 DOMAIN = b"trackwrap.event.v1\x00"
 SEAL_PAYLOAD_TYPE = "application/vnd.trackwrap.seal.v1+json"
 
-
-class Clock:
-    """An injected clock: each reading advances by ``step`` ms."""
-
-    def __init__(self, start: int = 1_700_000_000_000, step: int = 1) -> None:
-        self.now = start
-        self.step = step
-
-    def __call__(self) -> int:
-        self.now += self.step
-        return self.now
 
 
 def sha(raw: bytes) -> str:
@@ -51,14 +41,6 @@ def rows(db: Path, session: str = "s") -> list[tuple[int, bytes]]:
         conn.close()
 
 
-@pytest.fixture
-def key() -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.db"
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import rfc8785
 
+from tests._ledger import Clock
 from trackwrap.crypto import KeyStore, SigningKey
 from trackwrap.errors import LedgerError
 from trackwrap.ledger import Appended, Ledger, SessionState, Usage, verify_ledger
@@ -25,27 +26,11 @@ PROCESS_TIMEOUT_S = 120
 Build = Callable[[SessionState, int], tuple[Mapping[str, object], Usage]]
 
 
-class Clock:
-    def __init__(self, start: int = 1_700_000_000_000) -> None:
-        self.now = start
-
-    def __call__(self) -> int:
-        self.now += 1
-        return self.now
-
 
 class Boom(RuntimeError):
     """What a build raises in these tests."""
 
 
-@pytest.fixture
-def key() -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.db"
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._ledger import Clock
 from trackwrap.crypto import SigningKey
 from trackwrap.errors import LedgerError, LedgerIntegrityError
 from trackwrap.ledger import Ledger, SessionKind, SessionState, verify_ledger
@@ -20,23 +21,7 @@ DIGEST = "sha256:" + "ab" * 32
 REPO = Path(__file__).resolve().parent.parent
 
 
-class Clock:
-    def __init__(self, start: int = 1_700_000_000_000) -> None:
-        self.now = start
 
-    def __call__(self) -> int:
-        self.now += 1
-        return self.now
-
-
-@pytest.fixture
-def key() -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.db"
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import json
 import sqlite3
 from pathlib import Path
 
-import pytest
 import rfc8785
 
+from tests._ledger import Clock
 from trackwrap.crypto import SigningKey, pae
 from trackwrap.ledger import Ledger, VerifyReport, verify_ledger
 
@@ -27,18 +27,6 @@ def sha(raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(DOMAIN + raw).hexdigest()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000_000
-
-    def __call__(self) -> int:
-        self.now += 1
-        return self.now
-
-
-@pytest.fixture
-def key() -> SigningKey:
-    return SigningKey.generate()
 
 
 def build(db: Path, key: SigningKey, *, final: bool = True) -> None:

@@ -36,10 +36,6 @@ def unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-@pytest.fixture
-def key() -> SigningKey:
-    return SigningKey.generate()
-
 
 @pytest.fixture
 def keys(key: SigningKey) -> dict[str, bytes]:
