@@ -483,6 +483,8 @@ class Governor:
     def _redact(self, message: dict[str, Any]) -> dict[str, Any] | None:
         """A ``redact`` call's result: secrets masked before the agent sees it, and an event
         saying which rules fired where (never the values)."""
+        if not self._redacting:
+            return None  # the common case: no call of this wrapper waits for redaction
         trace = self._redacting.pop(json.dumps(message.get("id")), None)
         result = message.get("result")
         if trace is None or not isinstance(result, dict):
