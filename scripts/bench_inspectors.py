@@ -155,6 +155,7 @@ def main() -> int:
         command_text=(),
         branches=(),
         urls=(),
+        destinations=(),
         action_hash="sha256:0",
     )
     context = Context(

@@ -45,6 +45,7 @@ def _action(text: str) -> Action:
         command_text=(text,),
         branches=(),
         urls=(),
+        destinations=(),
         action_hash="sha256:0",
     )
 

@@ -153,6 +153,7 @@ def test_default_profiles_dir_is_the_repository_profiles() -> None:
         (["/usr/bin/foo", "--x"], "foo"),
         (["node", "dist/index.js"], "index"),
         (["python3", "-m", "my_server"], "my_server"),
+        (["/venv/bin/python", "-m", "trackwrap.demo_servers.outbox", "--outbox", "/o"], "outbox"),
     ],
 )
 def test_infer_server_name(argv: list[str], name: str) -> None:

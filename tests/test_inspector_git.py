@@ -38,6 +38,7 @@ def shell(text: str) -> Action:
         command_text=(text,),
         branches=(),
         urls=(),
+        destinations=(),
         action_hash="sha256:0",
     )
 
@@ -59,6 +60,7 @@ def tool(
         command_text=(),
         branches=branches,
         urls=(),
+        destinations=(),
         action_hash="sha256:0",
     )
 
@@ -208,6 +210,7 @@ def test_argv_form() -> None:
         command_text=(),
         branches=(),
         urls=(),
+        destinations=(),
         action_hash="sha256:0",
     )
     assert rules(action) == {"GIT-FORCE-PUSH"}

@@ -52,6 +52,7 @@ def action(*paths: PathArg) -> Action:
         command_text=(),
         branches=(),
         urls=(),
+        destinations=(),
         action_hash="sha256:0",
     )
 

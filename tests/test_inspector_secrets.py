@@ -130,6 +130,7 @@ def make_action(arguments: Mapping[str, object], *, kind: str = "filesystem.writ
         command_text=(),
         branches=(),
         urls=(),
+        destinations=(),
         action_hash="sha256:0",
     )
 

@@ -50,6 +50,7 @@ def action(*, text: str | None = None, argv: tuple[str, ...] | None = None) -> A
         command_text=(text,) if text is not None else (),
         branches=(),
         urls=(),
+        destinations=(),
         action_hash="sha256:0",
     )
 
@@ -348,6 +349,7 @@ def test_plain_text_and_its_split_argv_are_checked_once() -> None:
         command_text=("python3 -c x",),
         branches=(),
         urls=(),
+        destinations=(),
         action_hash="sha256:0",
     )
     assert [f.rule for f in ShellInspector().inspect(both, context())] == [

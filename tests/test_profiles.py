@@ -25,6 +25,7 @@ SHIPPED_RULES = {
     "BRANCH-PROTECTED",
     "GIT-RESET-DENY",
     "MCP-META-ALLOW",
+    "EMAIL-SEND-APPROVAL",
 }
 
 
@@ -55,7 +56,7 @@ def ctx(tmp_path: Path) -> Context:
 
 
 def test_every_shipped_profile_loads(profiles: dict[str, ServerProfile]) -> None:
-    assert set(profiles) == {"filesystem", "git", "shell", "desktop-commander", "github"}
+    assert set(profiles) == {"filesystem", "git", "shell", "desktop-commander", "github", "outbox"}
     files = sorted((default_profiles_dir() / "servers").glob("*.yaml"))
     assert len(files) == len(profiles)
 
@@ -418,6 +419,20 @@ def run(pipeline: Pipeline, ctx: Context, server: str, tool: str, args: dict[str
             "github",
             "merge_pull_request",
             {"owner": "o", "repo": "r", "pull_number": 1},
+            "deny",
+            "DEFAULT-DENY",
+        ),
+        (
+            "outbox",
+            "send_email",
+            {"to": "ops@acme.com", "subject": "s", "body": "b"},
+            "require_approval",
+            "EMAIL-SEND-APPROVAL",
+        ),
+        (
+            "outbox",
+            "query_db",
+            {"host": "db1.replica.acme.internal", "sql": "SELECT 1"},
             "deny",
             "DEFAULT-DENY",
         ),

@@ -9,6 +9,7 @@ from typing import Any
 
 from trackwrap._canonical import CanonicalError, canonical_json
 from trackwrap.errors import NormalizeError
+from trackwrap.policy._destinations import split_addresses
 
 __all__ = ["Action", "PathArg", "action_hash"]
 
@@ -30,7 +31,11 @@ class PathArg:
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """A normalized tool call: what it is (``kind``) and the targets that matter."""
+    """A normalized tool call: what it is (``kind``) and the targets that matter.
+
+    ``destinations`` are where the call sends to, lower-cased and each once: the domains of its
+    e-mail addresses, then the hosts of its host arguments, then those of its URLs.
+    """
 
     server: str
     tool: str
@@ -41,12 +46,13 @@ class Action:
     command_text: tuple[str, ...]
     branches: tuple[str, ...]
     urls: tuple[str, ...]
+    destinations: tuple[str, ...]
     action_hash: str
 
     def target(self) -> str:
         """A short summary for a log line: the command, else the branch, else a commit's
         message, else the first path (files relative to a base before the base itself), else
-        the URL."""
+        an e-mail's first recipient, else the URL, else the first destination."""
         message = self.arguments.get("message")
         relative = [p.value for p in self.paths if p.base is not None]
         candidates = (
@@ -55,9 +61,22 @@ class Action:
             list(self.branches[:1]),
             [f'"{message}"'] if self.kind.endswith(".commit") and isinstance(message, str) else [],
             [", ".join(relative)] if relative else [p.value for p in self.paths[:1]],
+            _first_recipient(self.arguments.get("to")) if self.kind.startswith("email.") else [],
             list(self.urls[:1]),
+            list(self.destinations[:1]),
         )
         return next((c[0] for c in candidates if c), "")
+
+
+def _first_recipient(value: object) -> list[str]:
+    """The first address of a ``to`` argument (a string of ``,``/``;``-separated addresses or a
+    list of such strings), as a one-element list, or an empty list."""
+    texts = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    for text in texts:
+        if isinstance(text, str):
+            for address in split_addresses(text):
+                return [address]
+    return []
 
 
 def action_hash(server: str, tool: str, arguments: object) -> str:

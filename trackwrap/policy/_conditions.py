@@ -24,8 +24,11 @@ __all__ = [
     "BranchCondition",
     "CommandCondition",
     "Condition",
+    "DestinationCondition",
+    "DestinationOutsideCondition",
     "GlobCondition",
     "NotBranchCondition",
+    "NotTimeCondition",
     "PathNameCondition",
     "PathsInsideCondition",
     "TimeCondition",
@@ -150,6 +153,50 @@ class NotBranchCondition:
 
 
 @dataclass(frozen=True, slots=True)
+class DestinationCondition:
+    """``destination``: the call sends somewhere, and every destination matches a glob."""
+
+    globs: GlobSet
+
+    @classmethod
+    def parse(cls, value: object, *, where: str) -> DestinationCondition:
+        """Validate a glob or a list of globs (compiled lower-cased)."""
+        return cls(globs=_lower_globs(value, where=where))
+
+    def matches(self, action: Action, findings: Sequence[Finding], context: Context) -> bool:
+        """All destinations match."""
+        del findings, context
+        return bool(action.destinations) and all(
+            self.globs.match(d) for d in action.destinations
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationOutsideCondition:
+    """``destination_outside``: at least one destination matches none of the globs.
+
+    A call without destinations does not match: it goes nowhere, so not outside either.
+    """
+
+    globs: GlobSet
+
+    @classmethod
+    def parse(cls, value: object, *, where: str) -> DestinationOutsideCondition:
+        """Validate a glob or a list of globs (compiled lower-cased)."""
+        return cls(globs=_lower_globs(value, where=where))
+
+    def matches(self, action: Action, findings: Sequence[Finding], context: Context) -> bool:
+        """Some destination is outside the globs."""
+        del findings, context
+        return any(not self.globs.match(d) for d in action.destinations)
+
+
+def _lower_globs(value: object, *, where: str) -> GlobSet:
+    patterns = as_str_list(value, where=where, scalar_ok=True)
+    return GlobSet.compile([pattern.lower() for pattern in patterns], where=where)
+
+
+@dataclass(frozen=True, slots=True)
 class PathNameCondition:
     """``path``: the call names at least one path, and every path's file name matches a glob
     (``.env``, ``*.pem``)."""
@@ -232,3 +279,19 @@ class TimeCondition:
         if self.start < self.end:
             return self.start <= minute < self.end
         return minute >= self.start or minute < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class NotTimeCondition:
+    """``not_time``: the negation of ``time`` (same grammar), e.g. outside business hours."""
+
+    window: TimeCondition
+
+    @classmethod
+    def parse(cls, value: object, *, where: str) -> NotTimeCondition:
+        """Validate ``{days, between, tz}`` as for ``time``."""
+        return cls(window=TimeCondition.parse(value, where=where))
+
+    def matches(self, action: Action, findings: Sequence[Finding], context: Context) -> bool:
+        """Whether ``context.now`` is outside the window."""
+        return not self.window.matches(action, findings, context)

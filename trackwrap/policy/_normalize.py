@@ -9,6 +9,7 @@ from types import MappingProxyType
 
 from trackwrap.errors import NormalizeError
 from trackwrap.policy._action import Action, PathArg, action_hash
+from trackwrap.policy._destinations import email_domain, host_of, split_addresses
 from trackwrap.policy._profile import ArgRef, ServerProfile
 
 __all__ = ["normalize", "split_plain_command"]
@@ -60,6 +61,7 @@ def normalize(
             command_text=(),
             branches=(),
             urls=(),
+            destinations=(),
             action_hash=digest,
         )
     where = f"{server}.{tool}"
@@ -82,6 +84,7 @@ def normalize(
     commands, command_text = _commands(args, spec.command, where=where)
     branches = tuple(value for ref in spec.branch for _, value in _strings(args, ref, where=where))
     urls = tuple(value for ref in spec.url for _, value in _strings(args, ref, where=where))
+    destinations = _destinations(args, spec.email, spec.host, urls, where=where)
     return Action(
         server=server,
         tool=tool,
@@ -92,8 +95,46 @@ def normalize(
         command_text=command_text,
         branches=branches,
         urls=urls,
+        destinations=destinations,
         action_hash=digest,
     )
+
+
+def _destinations(
+    args: Mapping[str, object],
+    email: tuple[ArgRef, ...],
+    host: tuple[ArgRef, ...],
+    urls: tuple[str, ...],
+    *,
+    where: str,
+) -> tuple[str, ...]:
+    """E-mail domains, then hosts, then URL hosts; each once, in order of appearance."""
+    found: list[str] = [
+        email_domain(address)
+        for _, text in _string_or_list(args, email, where=where)
+        for address in split_addresses(text)
+    ]
+    texts = [text for _, text in _string_or_list(args, host, where=where)]
+    found.extend(name for name in map(host_of, [*texts, *urls]) if name is not None)
+    return tuple(dict.fromkeys(found))
+
+
+def _string_or_list(
+    args: Mapping[str, object], refs: tuple[ArgRef, ...], *, where: str
+) -> list[tuple[str, str]]:
+    """Like :func:`_strings` for each argument, where a name listed as both ``name`` and
+    ``name[]`` may be either a string or a list of strings."""
+    forms: dict[str, set[bool]] = {}
+    for ref in refs:
+        forms.setdefault(ref.name, set()).add(ref.many)
+    found: list[tuple[str, str]] = []
+    for name, kinds in forms.items():
+        value = args.get(name)
+        if value is None:
+            continue
+        many = isinstance(value, list) if len(kinds) == 2 else next(iter(kinds))
+        found.extend(_strings(args, ArgRef(name=name, many=many), where=where))
+    return found
 
 
 def _commands(

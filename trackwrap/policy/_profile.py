@@ -19,10 +19,22 @@ A profile is a YAML mapping (``profiles/servers/<name>.yaml``)::
                                     #   raw shell text
         branch: []                  # branch-name arguments
         url: []                     # URL arguments
+        email: [to, "to[]", cc, "cc[]"]  # e-mail address arguments: a string holds one or
+                                    #   more addresses separated by ``,`` or ``;``
+        host: [host]                # host arguments: ``host``, ``host:port``, ``[v6]:port``
+                                    #   or a URL
         if_true: {}                 # boolean argument -> kind used when it is true
                                     #   (desktop-commander ``read_file(isUrl=true)`` fetches)
 
 An argument name ending in ``[]`` is a list of strings (``paths[]`` gives ``paths[0]``, …).
+Under ``email`` and ``host`` a name may be listed in both forms (``to`` and ``to[]``): the
+argument may then be a string or a list of strings. Elsewhere, and when only one form is listed,
+a value of the other form makes the call fail to normalize (and so be denied).
+
+The domains of the ``email`` addresses, the hosts of the ``host`` arguments and the hosts of the
+``url`` arguments are the call's destinations (``Action.destinations``), which the rules'
+``destination`` and ``destination_outside`` conditions read.
+
 Unknown keys anywhere are a :class:`ProfileError`. A tool the profile does not list gets the kind
 ``<server>.<tool>`` and no targets, so only a rule naming that kind can allow it.
 """
@@ -41,7 +53,18 @@ __all__ = ["ArgRef", "RootsSpec", "ServerProfile", "ToolSpec", "is_valid_kind"]
 
 _KIND = re.compile(r"[a-z][a-z0-9_-]*(?:\.[a-z0-9_-]+)*\Z")
 _ARG = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\[\])?\Z")
-_TOOL_KEYS = ("kind", "read", "write", "base", "command", "branch", "url", "if_true")
+_TOOL_KEYS = (
+    "kind",
+    "read",
+    "write",
+    "base",
+    "command",
+    "branch",
+    "url",
+    "email",
+    "host",
+    "if_true",
+)
 _PROFILE_KEYS = ("version", "name", "description", "match", "roots", "tools")
 
 
@@ -77,6 +100,8 @@ class ToolSpec:
     command: tuple[ArgRef, ...] = ()
     branch: tuple[ArgRef, ...] = ()
     url: tuple[ArgRef, ...] = ()
+    email: tuple[ArgRef, ...] = ()
+    host: tuple[ArgRef, ...] = ()
     if_true: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
@@ -118,6 +143,8 @@ class ToolSpec:
             command=refs("command"),
             branch=refs("branch"),
             url=refs("url"),
+            email=refs("email"),
+            host=refs("host"),
             if_true=MappingProxyType(if_true),
         )
 

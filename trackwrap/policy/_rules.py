@@ -12,6 +12,10 @@ A policy file (``profiles/policy/*.yaml``)::
         outcome: allow              # required: allow | deny | require_approval | redact
         ttl: 15m                    # require_approval only: seconds, or 30s / 15m / 2h / 1d
         approvers: [platform-team]  # require_approval only
+        separate_approver: true     # require_approval only (default false): whoever asked
+                                    #   may not approve
+        notify: [ops]               # require_approval only: notification channel names
+                                    #   ([a-z0-9][a-z0-9_-]*)
         when:                       # required, non-empty; every condition must hold
           kind: [shell.exec]        # globs on the action kind (``git.*``)
           server: [shell]           # globs on the server name
@@ -21,13 +25,23 @@ A policy file (``profiles/policy/*.yaml``)::
                                     #   or a newline never matches
           branch: [feature/*]       # at least one branch, and every branch matches a glob
           not_branch: [main]        # no branch matches any of these globs
+          destination: [acme.com, "*.acme.com"]   # at least one destination, and every
+                                    #   destination matches one of these globs
+          destination_outside: [acme.com, "*.acme.com"]  # some destination matches none of
+                                    #   these globs (a call without destinations never matches)
           time: {days: [mon, tue], between: "09:00-18:00", tz: Europe/Berlin}
+          not_time: {days: [mon, tue], between: "09:00-18:00", tz: Europe/Berlin}
+                                    #   outside that window (same grammar as time)
           finding: [WORKSPACE-PATH-SCOPE]   # globs on finding rule ids (see below)
           paths: inside_workspace   # no WORKSPACE-PATH-SCOPE finding for this call
           path: [.env, "*.pem"]     # every path's file name matches one of these globs
 
 Globs: ``*`` any run (separators included), ``?`` one character, ``[...]`` a class; a glob
 condition may be a single string or a list.
+
+A call's destinations are the lower-cased domains of its e-mail addresses and the hosts of its
+host and URL arguments, as the server profile names them (see ``_profile.py``); destination
+globs are compiled lower-cased too.
 
 How a decision is made (:meth:`Policy.decide`):
 
@@ -40,15 +54,16 @@ How a decision is made (:meth:`Policy.decide`):
 3. Of everything that applies, the strongest outcome wins: deny > require_approval > redact >
    allow; on a tie the first finding, then the first rule in file order.
 
-Unknown keys anywhere, a bad outcome, glob, time window or time zone, ``ttl``/``approvers`` on
-another outcome, or duplicate rule ids are a :class:`ProfileError` naming the file and rule id.
+Unknown keys anywhere, a bad outcome, glob, time window, time zone or channel name,
+``ttl``/``approvers``/``separate_approver``/``notify`` on another outcome, or duplicate rule ids
+are a :class:`ProfileError` naming the file and rule id.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +74,11 @@ from trackwrap.policy._conditions import (
     BranchCondition,
     CommandCondition,
     Condition,
+    DestinationCondition,
+    DestinationOutsideCondition,
     GlobCondition,
     NotBranchCondition,
+    NotTimeCondition,
     PathNameCondition,
     PathsInsideCondition,
     TimeCondition,
@@ -69,7 +87,7 @@ from trackwrap.policy._context import Context
 from trackwrap.policy._finding import Finding
 from trackwrap.policy._glob import GlobSet
 from trackwrap.policy._outcome import PRECEDENCE, Mode, Outcome
-from trackwrap.policy._schema import as_mapping, as_str, as_str_list, check_keys
+from trackwrap.policy._schema import as_bool, as_mapping, as_str, as_str_list, check_keys
 
 __all__ = ["DEFAULT_DENY", "PIPELINE_ERROR", "Policy", "Rule", "Verdict"]
 
@@ -82,7 +100,9 @@ _RULE_ID = re.compile(r"[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*\Z")
 _RESERVED = frozenset({DEFAULT_DENY, PIPELINE_ERROR})
 _TTL = re.compile(r"([1-9][0-9]*)([smhd])\Z")
 _TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_RULE_KEYS = ("id", "description", "outcome", "ttl", "approvers", "when")
+_CHANNEL = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+_APPROVAL_KEYS = ("ttl", "approvers", "separate_approver", "notify")
+_RULE_KEYS = ("id", "description", "outcome", *_APPROVAL_KEYS, "when")
 _WHEN_KEYS = (
     "kind",
     "server",
@@ -91,6 +111,9 @@ _WHEN_KEYS = (
     "branch",
     "not_branch",
     "time",
+    "not_time",
+    "destination",
+    "destination_outside",
     "finding",
     "paths",
     "path",
@@ -111,7 +134,12 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One compiled rule; ``spec`` is the validated mapping it came from (hashed)."""
+    """One compiled rule; ``spec`` is the validated mapping it came from (hashed).
+
+    ``ttl_seconds``, ``approvers``, ``separate_approver`` and ``notify`` are set only on a
+    ``require_approval`` rule: how long its approval waits, who may give it, whether the person
+    who asked is barred from approving, and which notification channels are told.
+    """
 
     id: str
     outcome: Outcome
@@ -122,6 +150,8 @@ class Rule:
     approvers: tuple[str, ...]
     source: str
     spec: Mapping[str, object]
+    separate_approver: bool = False
+    notify: tuple[str, ...] = ()
 
     @classmethod
     def from_mapping(cls, data: object, *, source: str, index: int) -> Rule:
@@ -150,13 +180,17 @@ class Rule:
         )
         ttl_seconds = None
         approvers: tuple[str, ...] = ()
-        for key in ("ttl", "approvers"):
+        for key in _APPROVAL_KEYS:
             if key in raw and outcome is not Outcome.REQUIRE_APPROVAL:
                 raise ProfileError(f"{where}: {key} is only valid with require_approval")
         if "ttl" in raw:
             ttl_seconds = _ttl(raw["ttl"], where=f"{where}: ttl")
         if "approvers" in raw:
             approvers = as_str_list(raw["approvers"], where=f"{where}: approvers")
+        separate_approver = as_bool(
+            raw.get("separate_approver", False), where=f"{where}: separate_approver"
+        )
+        notify = _channels(raw["notify"], where=f"{where}: notify") if "notify" in raw else ()
         conditions, findings = _when(raw["when"], where=f"{where}: when")
         return cls(
             id=rule_id,
@@ -168,6 +202,8 @@ class Rule:
             approvers=approvers,
             source=source,
             spec=raw,
+            separate_approver=separate_approver,
+            notify=notify,
         )
 
     def matches(self, action: Action, findings: Sequence[Finding], context: Context) -> bool:
@@ -267,7 +303,7 @@ class Policy:
         return self.build(self.rules, mode=mode, description_changes=self.description_changes)
 
     def rule(self, rule_id: str) -> Rule | None:
-        """The rule with ``rule_id`` (for its ``ttl`` and ``approvers``), if any."""
+        """The rule with ``rule_id`` (for its ``ttl``, ``approvers``, ``notify`` …), if any."""
         return next((rule for rule in self.rules if rule.id == rule_id), None)
 
     def decide(self, action: Action, findings: Sequence[Finding], context: Context) -> Verdict:
@@ -325,31 +361,56 @@ def _when(value: object, *, where: str) -> tuple[tuple[Condition, ...], GlobSet 
     findings: GlobSet | None = None
     for key, item in spec.items():
         at = f"{where}.{key}"
-        if key in ("kind", "server", "tool"):
-            globs = GlobSet.compile(as_str_list(item, where=at, scalar_ok=True), where=at)
-            conditions.append(GlobCondition(field=key, globs=globs))
-        elif key == "command":
-            conditions.append(CommandCondition.parse(item, where=at))
-        elif key == "branch":
-            globs = GlobSet.compile(as_str_list(item, where=at, scalar_ok=True), where=at)
-            conditions.append(BranchCondition(globs=globs))
-        elif key == "not_branch":
-            globs = GlobSet.compile(as_str_list(item, where=at, scalar_ok=True), where=at)
-            conditions.append(NotBranchCondition(globs=globs))
-        elif key == "time":
-            conditions.append(TimeCondition.parse(item, where=at))
-        elif key == "finding":
-            findings = GlobSet.compile(as_str_list(item, where=at, scalar_ok=True), where=at)
-        elif key == "path":
-            globs = GlobSet.compile(as_str_list(item, where=at, scalar_ok=True), where=at)
-            conditions.append(PathNameCondition(globs=globs))
-        else:  # paths
-            if item != "inside_workspace":
-                raise ProfileError(f"{at}: the only value is inside_workspace, got {item!r}")
-            conditions.append(PathsInsideCondition())
-    # Cheap field globs first, the time window last.
-    conditions.sort(key=lambda c: 0 if isinstance(c, GlobCondition) else 1)
+        if key == "finding":
+            findings = _globs(item, at)
+        else:
+            conditions.append(_CONDITIONS[key](item, at))
+    # Cheap field globs first, the time windows last.
+    conditions.sort(key=_cost)
     return tuple(conditions), findings
+
+
+def _globs(value: object, where: str) -> GlobSet:
+    return GlobSet.compile(as_str_list(value, where=where, scalar_ok=True), where=where)
+
+
+def _paths(value: object, where: str) -> Condition:
+    if value != "inside_workspace":
+        raise ProfileError(f"{where}: the only value is inside_workspace, got {value!r}")
+    return PathsInsideCondition()
+
+
+#: How each ``when:`` key (but ``finding``) compiles: ``(value, where) -> condition``.
+_CONDITIONS: Mapping[str, Callable[[object, str], Condition]] = {
+    "kind": lambda value, at: GlobCondition(field="kind", globs=_globs(value, at)),
+    "server": lambda value, at: GlobCondition(field="server", globs=_globs(value, at)),
+    "tool": lambda value, at: GlobCondition(field="tool", globs=_globs(value, at)),
+    "command": lambda value, at: CommandCondition.parse(value, where=at),
+    "branch": lambda value, at: BranchCondition(globs=_globs(value, at)),
+    "not_branch": lambda value, at: NotBranchCondition(globs=_globs(value, at)),
+    "time": lambda value, at: TimeCondition.parse(value, where=at),
+    "not_time": lambda value, at: NotTimeCondition.parse(value, where=at),
+    "destination": lambda value, at: DestinationCondition.parse(value, where=at),
+    "destination_outside": lambda value, at: DestinationOutsideCondition.parse(value, where=at),
+    "path": lambda value, at: PathNameCondition(globs=_globs(value, at)),
+    "paths": _paths,
+}
+
+
+def _cost(condition: Condition) -> int:
+    if isinstance(condition, GlobCondition):
+        return 0
+    return 2 if isinstance(condition, TimeCondition | NotTimeCondition) else 1
+
+
+def _channels(value: object, *, where: str) -> tuple[str, ...]:
+    names = as_str_list(value, where=where)
+    for name in names:
+        if not _CHANNEL.match(name):
+            raise ProfileError(
+                f"{where}: bad channel name {name!r} (lower-case letters, digits, - and _)"
+            )
+    return names
 
 
 def _ttl(value: object, *, where: str) -> int:
