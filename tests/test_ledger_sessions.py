@@ -297,8 +297,9 @@ def test_migration_fills_in_sessions_of_an_older_ledger(db: Path, key: SigningKe
         ALTER TABLE sessions DROP COLUMN tool_calls;
         ALTER TABLE sessions DROP COLUMN bytes_out;
         DROP TABLE pins;
+        DROP TABLE approvals;
         DELETE FROM migrations WHERE name IN ('0002_session_rows', '0003_tool_pins',
-                                              '0004_pin_approved_json');
+                                              '0004_pin_approved_json', '0005_approvals');
         PRAGMA user_version = 1;
         """
     )
@@ -317,7 +318,7 @@ def test_migration_fills_in_sessions_of_an_older_ledger(db: Path, key: SigningKe
     assert report.exit_code == 0, json.dumps(report.to_json())
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (5,)
     finally:
         conn.close()
 

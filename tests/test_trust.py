@@ -166,3 +166,33 @@ def test_unreadable_store_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "trust.yaml").mkdir()
     with pytest.raises(ProfileError):
         TrustStore.load(tmp_path / "trust.yaml")
+
+
+def test_approvers_round_trip_and_stay_apart_from_publishers(tmp_path: Path) -> None:
+    ops, publisher, other = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+
+    def pub(key: SigningKey) -> str:
+        return "ed25519:" + b64(key.public_raw)
+
+    store = (TrustStore()
+             .add("acme-platform", pub(publisher), now=NOW)
+             .add_approver("ops@acme.com", pub(ops), groups=("ops", "sre"), now=NOW,
+                           comment="on-call"))
+    path = tmp_path / "trust.yaml"
+    store.save(path)
+    loaded = TrustStore.load(path)
+    [approver] = loaded.approvers
+    assert (approver.name, approver.key, approver.groups, approver.comment) == (
+        "ops@acme.com", ops.public_raw, ("ops", "sre"), "on-call")
+    assert loaded.approver(ops.key_id) == approver
+    # An approver's key signs decisions, never manifests.
+    assert loaded.by_key_id(ops.key_id) is None
+    assert loaded.approver(publisher.key_id) is None
+    assert loaded.remove("ops@acme.com").approvers == ()
+    with pytest.raises(ConfigError, match="already trusted"):
+        loaded.add_approver("ops@acme.com", pub(other), now=NOW)
+    with pytest.raises(ConfigError, match="already trusted as approver"):
+        loaded.add_approver("other@acme.com", pub(ops), now=NOW)
+    with pytest.raises(ConfigError, match="not a group name"):
+        loaded.add_approver("x@acme.com", pub(other), groups=("Ops!",),
+                            now=NOW)

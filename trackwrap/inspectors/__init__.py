@@ -3,7 +3,12 @@
 from trackwrap.inspectors._defaults import default_inspectors
 from trackwrap.inspectors._git import DEFAULT_PROTECTED_BRANCHES, GitInspector
 from trackwrap.inspectors._paths import PathScopeInspector
-from trackwrap.inspectors._redact import RedactionHit, redact_result, redact_text
+from trackwrap.inspectors._redact import (
+    RedactionHit,
+    mask_arguments,
+    redact_result,
+    redact_text,
+)
 from trackwrap.inspectors._secrets import (
     POSSIBLE_SECRET_RULE,
     SECRETS_RULE,
@@ -27,6 +32,7 @@ __all__ = [
     "ShellInspector",
     "clean_tool",
     "default_inspectors",
+    "mask_arguments",
     "parse_simple_commands",
     "redact_result",
     "redact_text",

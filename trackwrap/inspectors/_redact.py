@@ -9,16 +9,22 @@ A secret found inside a base64 run of text replaces the whole run. The input is 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from trackwrap.inspectors._secret_rules import SecretRule, SecretScanner
 
-__all__ = ["RedactionHit", "redact_result", "redact_text"]
+__all__ = ["RedactionHit", "mask_arguments", "redact_result", "redact_text"]
 
 _DEFAULT_SCANNER = SecretScanner()
 _BINARY_TYPES = frozenset({"image", "audio"})
+_SECRET_KEY = re.compile(
+    r"secret|token|passw|pwd|api[_-]?key|access[_-]?key|private[_-]?key|credential", re.IGNORECASE
+)
+#: What a string value under a secret-named key (``"password": "…"``) becomes.
+MASKED = "[REDACTED]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,26 @@ def redact_result(
     scanner = _DEFAULT_SCANNER if rules is None else SecretScanner(tuple(rules))
     hits: list[RedactionHit] = []
     return _walk(result, "", scanner, hits), hits
+
+
+def mask_arguments(arguments: Any) -> Any:
+    """A copy of a call's arguments fit to store or show: every secret the scanner knows
+    replaced by its marker, and every string under a secret-named key (``password``,
+    ``api_key``, ``token`` …) replaced by ``[REDACTED]``."""
+    masked, _hits = redact_result(arguments)
+    return _mask_keyed(masked)
+
+
+def _mask_keyed(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            key: MASKED if isinstance(item, str) and isinstance(key, str)
+            and _SECRET_KEY.search(key) else _mask_keyed(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_mask_keyed(item) for item in value]
+    return value
 
 
 def _walk(value: Any, location: str, scanner: SecretScanner, hits: list[RedactionHit]) -> Any:

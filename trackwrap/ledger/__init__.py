@@ -3,13 +3,16 @@
 The only home of ``sqlite3`` in trackwrap (besides the collector's storage).
 """
 
+from trackwrap.ledger._approvals import APPROVAL_STATES, ApprovalRecord
 from trackwrap.ledger._pins import Pin, PinReview
 from trackwrap.ledger._sessions import SessionKind, SessionState, Usage
 from trackwrap.ledger._store import Appended, Ledger, SessionSummary, StoredEvent
 from trackwrap.ledger._verify import SessionVerdict, VerifyIssue, VerifyReport, verify_ledger
 
 __all__ = [
+    "APPROVAL_STATES",
     "Appended",
+    "ApprovalRecord",
     "Ledger",
     "Pin",
     "PinReview",

@@ -124,6 +124,33 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "UPDATE pins SET approved_json = tool_json WHERE pending_digest IS NULL",
         ),
     ),
+    (
+        "0005_approvals",
+        (
+            # Approval requests and their state (pending, approved, denied, expired, redeemed);
+            # every change is also a ledger event in the approval's session.
+            """
+            CREATE TABLE approvals (
+                id TEXT PRIMARY KEY,
+                session TEXT NOT NULL,
+                action_hash TEXT NOT NULL,
+                state TEXT NOT NULL,
+                requested_ms INTEGER NOT NULL,
+                expires_ms INTEGER NOT NULL,
+                request TEXT NOT NULL,
+                decision TEXT,
+                approver TEXT,
+                decided_ms INTEGER,
+                redeemed_ms INTEGER,
+                redeemed_by TEXT,
+                reported INTEGER NOT NULL DEFAULT 0
+            )
+            """,
+            # The lookup every call that needs approval makes.
+            "CREATE INDEX approvals_call ON approvals (session, action_hash, requested_ms)",
+            "CREATE INDEX approvals_state ON approvals (state, expires_ms)",
+        ),
+    ),
 )
 
 

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trackwrap.errors import Error, LedgerError, LedgerIntegrityError
+from trackwrap.ledger._approvals import COLUMNS as _APPROVAL_COLUMNS
+from trackwrap.ledger._approvals import SETTABLE as _APPROVAL_SETTABLE
+from trackwrap.ledger._approvals import ApprovalRecord
 from trackwrap.ledger._pins import Pin, PinReview
 from trackwrap.ledger._records import (
     KIND_END,
@@ -533,6 +536,129 @@ class Ledger:
             cursor = txn.execute(f"DELETE FROM pins WHERE {where}",  # noqa: S608
                                  (server, tool) if tool else (server,))
             return cursor.rowcount
+
+    # -- approvals ------------------------------------------------------------------------------
+
+    def request_approval(
+        self, record: ApprovalRecord, event: Mapping[str, object], *, sync: bool = True
+    ) -> tuple[ApprovalRecord, bool]:
+        """Store ``record`` (a new pending approval) and append ``event`` (its
+        ``approval.requested`` record) to its session, in one transaction.
+
+        If an open approval for the same session and action hash exists by then (another
+        wrapper asked first), nothing is written and that one is returned with ``False``.
+
+        Raises:
+            LedgerError: unknown or closed session, bad event, SQLite failure.
+        """
+        _validate_session(record.session)
+        fields = _validate_body(event, what="an approval record")
+        with self._write("request an approval", sync=sync) as txn:
+            existing = self._open_approval(txn, record.session, record.action_hash)
+            if existing is not None:
+                return existing, False
+            tip = self._open_tip(txn, record.session)
+            txn.execute(
+                f"INSERT INTO approvals ({_APPROVAL_COLUMNS}) "  # noqa: S608 constant columns
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                record.row(),
+            )
+            self._append_locked(txn, record.session, tip, fields)
+            return record, True
+
+    def open_approval(self, session: str, action_hash: str) -> ApprovalRecord | None:
+        """The newest approval of this exact call in ``session`` that still has something to
+        say (see :meth:`ApprovalRecord.is_open`), if any."""
+        with self._read("read approvals") as conn:
+            return self._open_approval(conn, session, action_hash)
+
+    def approval(self, approval_id: str) -> ApprovalRecord | None:
+        """One approval by id."""
+        with self._read("read approvals") as conn:
+            row = conn.execute(
+                f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE id = ?",  # noqa: S608
+                (approval_id,),
+            ).fetchone()
+        return None if row is None else ApprovalRecord.from_row(row)
+
+    def approvals(
+        self, *, states: tuple[str, ...] | None = None, session: str | None = None
+    ) -> list[ApprovalRecord]:
+        """Approvals, newest first, optionally only in ``states`` or of one ``session``."""
+        where: list[str] = ["1 = 1"]
+        args: list[object] = []
+        if states is not None:
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            args.extend(states)
+        if session is not None:
+            where.append("session = ?")
+            args.append(session)
+        with self._read("read approvals") as conn:
+            rows = conn.execute(
+                f"SELECT {_APPROVAL_COLUMNS} FROM approvals "  # noqa: S608 constant columns
+                f"WHERE {' AND '.join(where)} ORDER BY requested_ms DESC, rowid DESC",
+                args,
+            ).fetchall()
+        return [ApprovalRecord.from_row(row) for row in rows]
+
+    def transition_approval(
+        self,
+        approval_id: str,
+        *,
+        expect: str,
+        state: str,
+        event: Mapping[str, object] | None,
+        unexpired: bool = False,
+        sync: bool = True,
+        columns: Mapping[str, object] | None = None,
+    ) -> ApprovalRecord | None:
+        """Compare-and-set: move an approval from ``expect`` to ``state`` (setting ``columns``)
+        and append ``event`` to its session, in one transaction. Returns the updated record, or
+        None if it was not in ``expect`` any more (someone else won) — or, with ``unexpired``,
+        if its time is up. ``event`` is skipped when the session has been closed meanwhile
+        (an approval can still expire after its session ended).
+
+        Raises:
+            LedgerError: unknown columns, bad event, SQLite failure.
+        """
+        columns = {} if columns is None else dict(columns)
+        unknown = sorted(set(columns) - _APPROVAL_SETTABLE)
+        if unknown:
+            raise LedgerError(f"approvals have no settable column {', '.join(unknown)}")
+        fields = None if event is None else _validate_body(event, what="an approval record")
+        sets = ", ".join(["state = ?", *(f"{name} = ?" for name in columns)])
+        guard = " AND expires_ms > ?" if unexpired else ""
+        with self._write("update an approval", sync=sync) as txn:
+            now = self._now()
+            cursor = txn.execute(
+                f"UPDATE approvals SET {sets} WHERE id = ? AND state = ?{guard}",  # noqa: S608
+                (state, *columns.values(), approval_id, expect, *((now,) if unexpired else ())),
+            )
+            if cursor.rowcount != 1:
+                return None
+            row = txn.execute(
+                f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE id = ?",  # noqa: S608
+                (approval_id,),
+            ).fetchone()
+            record = ApprovalRecord.from_row(row)
+            if fields is not None:
+                tip = self._tip(txn, record.session)
+                if tip is not None and not tip.closed:
+                    self._append_locked(txn, record.session, tip, fields)
+            return record
+
+    @staticmethod
+    def _open_approval(
+        conn: sqlite3.Connection, session: str, action_hash: str
+    ) -> ApprovalRecord | None:
+        row = conn.execute(
+            f"SELECT {_APPROVAL_COLUMNS} FROM approvals "  # noqa: S608 constant columns
+            "WHERE session = ? AND action_hash = ? AND (state IN ('pending', 'approved') "
+            "OR (state IN ('denied', 'expired') AND reported = 0)) "
+            "ORDER BY requested_ms DESC, rowid DESC LIMIT 1",
+            (session, action_hash),
+        ).fetchone()
+        return None if row is None else ApprovalRecord.from_row(row)
 
     def list_sessions(self) -> list[SessionState]:
         """Every session, newest first (from derived state; ``verify`` checks the truth).

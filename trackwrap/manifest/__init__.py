@@ -102,7 +102,7 @@ from trackwrap.manifest._scope import (
 )
 from trackwrap.manifest._tools import ArgMode, ToolEntry
 from trackwrap.manifest._toolsig import TOOLS_PAYLOAD_TYPE, sign_tool_list, verify_tool_list
-from trackwrap.manifest._trust import Publisher, TrustStore, parse_public_key
+from trackwrap.manifest._trust import Approver, Publisher, TrustStore, parse_public_key
 from trackwrap.manifest._units import parse_duration, parse_size
 
 __all__ = [
@@ -111,6 +111,7 @@ __all__ = [
     "MANIFEST_FORBID_RULE",
     "PAYLOAD_TYPE",
     "TOOLS_PAYLOAD_TYPE",
+    "Approver",
     "ArgMode",
     "Attestation",
     "BranchConstraints",

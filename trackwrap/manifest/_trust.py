@@ -11,6 +11,13 @@ The file is plain YAML a user can read and review::
         roles: [code-reviewer]          # optional: roles it may sign (empty: any)
         comment: "platform team"        # optional
     roles: [data-steward]               # optional: role names beyond the shipped ones
+    approvers:                          # optional: people whose signed approval decisions count
+      - name: ops@acme.com
+        key: "<base64 of the raw 32-byte Ed25519 public key>"
+        key_id: "ed25519:…"
+        added: "2026-05-05T14:21:08Z"
+        groups: [ops]                   # approver groups a policy rule can ask for
+        comment: "on-call"              # optional
 
 A missing file is an empty store (nothing is trusted); a corrupt one is a :class:`ProfileError`
 with ``file:line`` — never reset silently.
@@ -24,7 +31,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,10 +42,12 @@ from trackwrap.errors import ConfigError, ProfileError, SignatureError
 from trackwrap.manifest._model import ROLE_NAME
 from trackwrap.manifest._schema import Reader
 
-__all__ = ["Publisher", "TrustStore", "parse_public_key"]
+__all__ = ["Approver", "Publisher", "TrustStore", "parse_public_key"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]*")
 _PUBLISHER_KEYS = ("name", "key", "key_id", "added", "roles", "servers", "comment")
+_APPROVER_KEYS = ("name", "key", "key_id", "added", "groups", "comment")
+_GROUP = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _RAW_KEY_LEN = 32
 #: DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE { OID
 #: 1.3.101.112 }, BIT STRING (33 bytes, 0 unused bits) }; the raw key follows.
@@ -99,12 +108,25 @@ class Publisher:
 
 
 @dataclass(frozen=True, slots=True)
+class Approver:
+    """One person whose key may sign approval decisions, and the approver groups they are in."""
+
+    name: str
+    key: bytes
+    key_id: str
+    added: datetime
+    groups: tuple[str, ...] = ()
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TrustStore:
-    """Pinned publisher keys and extra role names. Immutable: ``add``/``remove`` return a new
-    store; ``save`` writes it."""
+    """Pinned publisher keys, approver keys and extra role names. Immutable: ``add``/``remove``
+    return a new store; ``save`` writes it."""
 
     entries: tuple[Publisher, ...] = ()
     roles: tuple[str, ...] = ()
+    approvers: tuple[Approver, ...] = ()
 
     @classmethod
     def load(cls, path: Path) -> TrustStore:
@@ -127,7 +149,8 @@ class TrustStore:
         doc = load_yaml_bytes(payload, source=source)
         reader = Reader(source=source, doc=doc)
         top = reader.mapping(
-            doc.data, (), allowed=("version", "publishers", "roles"), required=("version",)
+            doc.data, (), allowed=("version", "publishers", "roles", "approvers"),
+            required=("version",),
         )
         if top["version"] != 1 or isinstance(top["version"], bool):
             reader.fail(("version",), f"unsupported version {top['version']!r} (expected 1)")
@@ -148,7 +171,20 @@ class TrustStore:
         for index, role in enumerate(roles):
             if ROLE_NAME.fullmatch(role) is None:
                 reader.fail(("roles", index), f"{role!r} is not a role name ([a-z0-9-]+)")
-        return cls(entries=tuple(publishers), roles=tuple(sorted(set(roles))))
+        raw_approvers = top.get("approvers", [])
+        if not isinstance(raw_approvers, list):
+            reader.fail(("approvers",), "expected a list of approvers")
+        approvers: list[Approver] = []
+        for index, item in enumerate(raw_approvers):
+            approver = _approver(reader, item, ("approvers", index))
+            if any(a.name == approver.name or a.key_id == approver.key_id for a in approvers):
+                reader.fail(
+                    ("approvers", index),
+                    f"approver {approver.name!r} ({approver.key_id}) is listed twice",
+                )
+            approvers.append(approver)
+        return cls(entries=tuple(publishers), roles=tuple(sorted(set(roles))),
+                   approvers=tuple(approvers))
 
     def publishers(self) -> tuple[Publisher, ...]:
         """Every trusted publisher, sorted by name."""
@@ -179,36 +215,55 @@ class TrustStore:
             ConfigError: bad name or role, or the name or key is already trusted.
             SignatureError: the key is not an Ed25519 public key.
         """
-        if _NAME.fullmatch(publisher) is None:
-            raise ConfigError(f"{publisher!r} is not a publisher name (letters, digits, ._:@/+-)")
         role_list = tuple(sorted(set(roles)))
         for role in role_list:
             if ROLE_NAME.fullmatch(role) is None:
                 raise ConfigError(f"{role!r} is not a role name ([a-z0-9-]+)")
-        if comment is not None and any(ord(c) < 0x20 for c in comment):
-            raise ConfigError("a comment is one line of text")
-        if now.tzinfo is None or now.utcoffset() is None:
-            raise ConfigError("now must be timezone-aware")
-        raw = parse_public_key(key)
-        key_id = key_id_for(raw)
-        for other in self.entries:
-            if other.name == publisher:
-                raise ConfigError(
-                    f"publisher {publisher!r} is already trusted ({other.key_id}); "
-                    "remove it first to replace its key"
-                )
-            if other.key_id == key_id:
-                raise ConfigError(f"key {key_id} is already trusted as {other.name!r}")
+        raw, key_id, added = _new_entry(
+            "publisher", publisher, key, now=now, comment=comment,
+            taken=[(p.name, p.key_id) for p in self.entries],
+        )
         entry = Publisher(
             name=publisher,
             key=raw,
             key_id=key_id,
-            added=now.astimezone(UTC).replace(microsecond=0),
+            added=added,
             roles=role_list,
             comment=comment,
             servers=tuple(sorted(set(servers))),
         )
         return replace(self, entries=(*self.entries, entry))
+
+    def approver(self, key_id: str) -> Approver | None:
+        """The approver with this key id, if trusted."""
+        return next((a for a in self.approvers if a.key_id == key_id), None)
+
+    def add_approver(
+        self,
+        name: str,
+        key: str,
+        *,
+        now: datetime,
+        groups: Iterable[str] = (),
+        comment: str | None = None,
+    ) -> TrustStore:
+        """A store that also trusts ``key`` to sign approval decisions as ``name``.
+
+        Raises:
+            ConfigError: bad name or group, or the name or key is already an approver.
+            SignatureError: the key is not an Ed25519 public key.
+        """
+        group_list = tuple(sorted(set(groups)))
+        for group in group_list:
+            if _GROUP.fullmatch(group) is None:
+                raise ConfigError(f"{group!r} is not a group name ([a-z0-9_-]+)")
+        raw, key_id, added = _new_entry(
+            "approver", name, key, now=now, comment=comment,
+            taken=[(a.name, a.key_id) for a in self.approvers],
+        )
+        entry = Approver(name=name, key=raw, key_id=key_id, added=added, groups=group_list,
+                         comment=comment)
+        return replace(self, approvers=(*self.approvers, entry))
 
     def server_keys(self, server: str) -> dict[str, bytes]:
         """Key id -> public key of the publishers that sign ``server``'s tool lists."""
@@ -221,9 +276,12 @@ class TrustStore:
             ConfigError: no such publisher.
         """
         kept = tuple(p for p in self.entries if name_or_key_id not in (p.name, p.key_id))
-        if len(kept) == len(self.entries):
-            raise ConfigError(f"no trusted publisher named or with key id {name_or_key_id!r}")
-        return replace(self, entries=kept)
+        approvers = tuple(a for a in self.approvers if name_or_key_id not in (a.name, a.key_id))
+        if len(kept) == len(self.entries) and len(approvers) == len(self.approvers):
+            raise ConfigError(
+                f"no trusted publisher or approver named or with key id {name_or_key_id!r}"
+            )
+        return replace(self, entries=kept, approvers=approvers)
 
     def with_role(self, role: str) -> TrustStore:
         """A store that also knows the role name ``role``."""
@@ -255,6 +313,19 @@ class TrustStore:
             if p.comment is not None:
                 lines.append(f"    comment: {_q(p.comment)}")
         lines.append(f"roles: [{', '.join(_q(r) for r in self.roles)}]")
+        approvers = sorted(self.approvers, key=lambda a: a.name)
+        if approvers:
+            lines.append("# Approvers: keys whose signed approval decisions count "
+                         "(`trackwrap trust add-approver`).")
+            lines.append("approvers:")
+        for a in approvers:
+            lines.append(f"  - name: {_q(a.name)}")
+            lines.append(f"    key: {_q(base64.b64encode(a.key).decode('ascii'))}")
+            lines.append(f"    key_id: {_q(a.key_id)}")
+            lines.append(f"    added: {_q(_timestamp(a.added))}")
+            lines.append(f"    groups: [{', '.join(_q(g) for g in a.groups)}]")
+            if a.comment is not None:
+                lines.append(f"    comment: {_q(a.comment)}")
         return ("\n".join(lines) + "\n").encode("utf-8")
 
     def save(self, path: Path) -> None:
@@ -281,11 +352,36 @@ class TrustStore:
             raise ConfigError(f"{path}: cannot write the trust store: {exc}") from exc
 
 
-def _publisher(reader: Reader, value: object, path: tuple[object, ...]) -> Publisher:
-    spec = reader.mapping(
-        value, path, allowed=_PUBLISHER_KEYS, required=("name", "key", "key_id", "added")
-    )
-    name = reader.matching(spec["name"], (*path, "name"), _NAME, what="a publisher name")
+def _new_entry(
+    what: str,
+    name: str,
+    key: str,
+    *,
+    now: datetime,
+    comment: str | None,
+    taken: Iterable[tuple[str, str]],
+) -> tuple[bytes, str, datetime]:
+    """Check a new ``what`` (publisher or approver) entry against the ones already ``taken``
+    (name, key id); returns its raw key, key id and the time it is added."""
+    if _NAME.fullmatch(name) is None:
+        raise ConfigError(f"{name!r} is not a valid {what} name (letters, digits, ._:@/+-)")
+    if comment is not None and any(ord(c) < 0x20 for c in comment):
+        raise ConfigError("a comment is one line of text")
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ConfigError("now must be timezone-aware")
+    raw = parse_public_key(key)
+    key_id = key_id_for(raw)
+    for other_name, other_id in taken:
+        if other_name == name:
+            raise ConfigError(f"{what} {name!r} is already trusted ({other_id}); "
+                              "remove it first to replace its key")
+        if other_id == key_id:
+            raise ConfigError(f"key {key_id} is already trusted as {what} {other_name!r}")
+    return raw, key_id, now.astimezone(UTC).replace(microsecond=0)
+
+
+def _pinned_key(reader: Reader, spec: Mapping[str, object], path: tuple[object, ...]) -> bytes:
+    """The entry's public key, checked against its recorded key id."""
     key_text = reader.string(spec["key"], (*path, "key"))
     try:
         raw = parse_public_key(key_text)
@@ -294,6 +390,32 @@ def _publisher(reader: Reader, value: object, path: tuple[object, ...]) -> Publi
     key_id = reader.string(spec["key_id"], (*path, "key_id"))
     if key_id != key_id_for(raw):
         reader.fail((*path, "key_id"), f"{key_id} is not the id of this key ({key_id_for(raw)})")
+    return raw
+
+
+def _approver(reader: Reader, value: object, path: tuple[object, ...]) -> Approver:
+    spec = reader.mapping(
+        value, path, allowed=_APPROVER_KEYS, required=("name", "key", "key_id", "added")
+    )
+    name = reader.matching(spec["name"], (*path, "name"), _NAME, what="an approver name")
+    raw = _pinned_key(reader, spec, path)
+    groups = reader.string_list(spec.get("groups", []), (*path, "groups"), empty_ok=True)
+    for index, group in enumerate(groups):
+        if _GROUP.fullmatch(group) is None:
+            reader.fail((*path, "groups", index), f"{group!r} is not a group name ([a-z0-9_-]+)")
+    comment = reader.string(spec["comment"], (*path, "comment")) if "comment" in spec else None
+    return Approver(name=name, key=raw, key_id=key_id_for(raw),
+                    added=reader.timestamp(spec["added"], (*path, "added")),
+                    groups=tuple(groups), comment=comment)
+
+
+def _publisher(reader: Reader, value: object, path: tuple[object, ...]) -> Publisher:
+    spec = reader.mapping(
+        value, path, allowed=_PUBLISHER_KEYS, required=("name", "key", "key_id", "added")
+    )
+    name = reader.matching(spec["name"], (*path, "name"), _NAME, what="a publisher name")
+    raw = _pinned_key(reader, spec, path)
+    key_id = key_id_for(raw)
     roles = reader.string_list(spec.get("roles", []), (*path, "roles"), empty_ok=True)
     for index, role in enumerate(roles):
         if ROLE_NAME.fullmatch(role) is None:
