@@ -46,6 +46,14 @@ def test_demo_governs_a_coding_session_and_verifies(tmp_path, trackwrap_home):
         "Agent claimed role=code-reviewer",
         "failure_pattern=scope_violation",
         "audit verify: PASS",
+        "Chapter 06 · a call that needs a person",
+        "REQUIRE APPROVAL email.send ops@customer.example  rule: EMAIL-SEND-APPROVAL",
+        "$ trackwrap approve apr-",
+        "approved by lead@example.com",
+        "ALLOW  email.send ops@customer.example  rule: EMAIL-SEND-APPROVAL",
+        "the agent saw: queued message 1 to ops@customer.example",
+        "the outbox holds 1 message",
+        "1 held for approval",
     ):
         assert expected in out, f"{expected!r} missing from:\n{out}"
     # Only the ledger stays behind: the throwaway workspace is gone.
@@ -54,8 +62,9 @@ def test_demo_governs_a_coding_session_and_verifies(tmp_path, trackwrap_home):
     verify = subprocess.run([sys.executable, "-m", "trackwrap", "audit", "verify", "--json"],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert verify.returncode == 0
-    [session] = json.loads(verify.stdout)["sessions"]
-    assert session["status"] == "pass"
+    sessions = json.loads(verify.stdout)["sessions"]
+    assert len(sessions) == 2  # the coding session, and the approval chapter's own
+    assert all(session["status"] == "pass" for session in sessions)
     shown = subprocess.run([sys.executable, "-m", "trackwrap", "audit", "show", "--json"],
                            capture_output=True, text=True, cwd=ROOT, timeout=60)
     events = [json.loads(line) for line in shown.stdout.splitlines()]

@@ -9,6 +9,7 @@ import types
 import pytest
 
 PACKAGES = [
+    "trackwrap.approvals",
     "trackwrap.cli",
     "trackwrap.config",
     "trackwrap.crypto",

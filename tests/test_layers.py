@@ -19,10 +19,11 @@ FORBIDDEN = {
     "config": {"relay", "ledger", "session", "cli", "crypto"},
     "session": {"cli"},
     "manifest": {"relay", "ledger", "session", "cli"},
+    "approvals": {"relay", "session", "cli", "policy", "inspectors"},
 }
 # third-party libraries and their one home
 HOMES = {"typer": {"cli"}, "rich": {"cli"}, "cryptography": {"crypto"}, "keyring": {"crypto"},
-         "sqlite3": {"ledger"}, "yaml": {"config"}, "mcp": {"cli"}}
+         "sqlite3": {"ledger"}, "yaml": {"config"}, "mcp": {"cli"}, "httpx": {"approvals"}}
 
 
 def imports(path: Path) -> set[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from rich.markup import escape
 from typer.exceptions import TyperException
 
 from trackwrap import __version__
+from trackwrap.cli._approval_cmds import register as register_approvals
 from trackwrap.cli._render import event_line
 from trackwrap.cli._session_cmds import register
 from trackwrap.cli._settings import load_settings, resolve_workspace
@@ -32,6 +34,7 @@ app = typer.Typer(
 audit_app = typer.Typer(help="Show and verify the audit ledger.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 register(app)
+register_approvals(app)
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)
@@ -56,6 +59,11 @@ def check(
     ] = None,
     role: Annotated[str | None, typer.Option(help="… or to this shipped role")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for machines")] = False,
+    at: Annotated[
+        str | None,
+        typer.Option(help="evaluate as at this ISO-8601 time with offset, e.g. "
+                     "2026-05-05T21:30:00+02:00"),
+    ] = None,
 ) -> None:
     """Evaluate one call through the pipeline, without any upstream and without recording.
 
@@ -67,14 +75,15 @@ def check(
         arguments = json.loads(args)
     except ValueError as exc:
         raise ConfigError(f"--args is not valid JSON: {exc}") from exc
+    moment = _moment(at) if at is not None else None
     governance = build_governance(policy_paths=policy or [], mode=mode)
     ws = resolve_workspace(workspace)
     pipeline = governance.pipeline
     if manifest is not None or role is not None:
         pipeline = _scoped_pipeline(governance, manifest=manifest, role=role, workspace=ws)
-    decision = pipeline.evaluate(
-        server=server, tool=tool, arguments=arguments, context=context_factory(workspace=ws)()
-    )
+    clock = (lambda: moment) if moment is not None else None
+    context = context_factory(workspace=ws, clock=clock)()
+    decision = pipeline.evaluate(server=server, tool=tool, arguments=arguments, context=context)
     if as_json:
         sys.stdout.write(json.dumps(decision.to_json(), ensure_ascii=False) + "\n")
     else:
@@ -96,11 +105,26 @@ def check(
     raise typer.Exit(0 if forwarded else 1)
 
 
+def _moment(text: str) -> datetime:
+    """``--at``: an ISO-8601 timestamp that names its UTC offset."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--at must be an ISO-8601 time such as 2026-05-05T21:30:00+02:00, not {text!r}"
+        ) from None
+    if moment.utcoffset() is None:
+        raise ConfigError(
+            f"--at {text!r} has no UTC offset: add one, e.g. {text}+02:00 or {text}Z"
+        )
+    return moment
+
+
 def _scoped_pipeline(
     governance: Any, *, manifest: Path | None, role: str | None, workspace: str
 ) -> Any:
     """The pipeline with a manifest's scope as stage 2, as a session started with it has."""
-    from datetime import UTC, datetime
+    from datetime import UTC
 
     from trackwrap.cli._roles import known_roles, role_manifest, trust_store
     from trackwrap.manifest import ManifestScope, verify_manifest

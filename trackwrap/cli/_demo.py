@@ -34,7 +34,7 @@ from trackwrap.cli._settings import Settings
 from trackwrap.crypto import KeyStore, SigningKey
 from trackwrap.errors import ConfigError
 from trackwrap.ledger import Ledger, verify_ledger
-from trackwrap.session import new_trace_id
+from trackwrap.session import implicit_session_id, new_trace_id
 
 __all__ = ["Peers", "find_peers", "run_demo"]
 
@@ -144,24 +144,29 @@ def _text(result: Any) -> str:
 
 
 class _Printer:
-    """Prints ledger events of one session as they land."""
+    """Prints ledger events of one session as they land: decisions, and with ``approvals``
+    the steps of approvals too."""
 
-    def __init__(self, ledger: Ledger, session: str, workspace: str, console: Console) -> None:
+    def __init__(self, ledger: Ledger, session: str, workspace: str, console: Console,
+                 *, approvals: bool = False) -> None:
         self._ledger = ledger
         self._session = session
         self._workspace = workspace
         self._console = console
+        self._approvals = approvals
         self._last = -1
         self.decisions: list[Mapping[str, object]] = []
 
     def flush(self) -> None:
         for event in self._ledger.events(self._session, after_seq=self._last):
             self._last = event.seq
-            if event.body.get("kind") == "tool_call.decision":
+            kind = str(event.body.get("kind"))
+            if kind == "tool_call.decision":
                 self.decisions.append(event.body)
-                self._console.print(
-                    event_line(event.body, workspace=self._workspace), soft_wrap=True
-                )
+            elif not (self._approvals and kind.startswith("approval.")):
+                continue
+            self._console.print(event_line(event.body, workspace=self._workspace),
+                                soft_wrap=True)
 
 
 @dataclass(slots=True)
@@ -205,6 +210,7 @@ async def _agent(
     errlog: TextIO,
     printer: _Printer,
     console: Console,
+    desk: _Desk,
 ) -> None:
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client
@@ -243,6 +249,15 @@ async def _agent(
         await _chapter_03(agent)
         await _chapter_04(agent)
         await _chapter_05(agent)
+        mail = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "trackwrap", "--server", "outbox", "--workspace", str(desk.workspace),
+                  "--approval-wait", "40", "--", sys.executable, "-m",
+                  "trackwrap.demo_servers.outbox", "--outbox", str(desk.outbox)],
+            env=env, cwd=str(desk.workspace),
+        )
+        outbox = await stack.enter_async_context(Client(stdio_client(mail, errlog=errlog)))
+        await _chapter_approval(agent, outbox, desk, env)
 
 
 async def _chapter_03(agent: _Agent) -> None:
@@ -303,6 +318,53 @@ async def _chapter_05(agent: _Agent) -> None:
     }))
 
 
+@dataclass(slots=True)
+class _Desk:
+    """The approval chapter's own workspace (its implicit session), outbox and printer."""
+
+    workspace: Path
+    outbox: Path
+    ledger: Ledger
+    printer: _Printer
+
+
+async def _chapter_approval(agent: _Agent, outbox: Any, desk: _Desk, env: dict[str, str]
+                            ) -> None:
+    """A call that needs a person: held while a second terminal approves it, then sent once."""
+    agent.say("\nChapter 06 · a call that needs a person")
+    agent.say("› the agent e-mails the release notes to a customer "
+              "(policy: sending e-mail needs a person's approval)")
+    result: list[str] = []
+
+    async def send() -> None:
+        done = await outbox.call_tool("send_email", {
+            "to": "ops@customer.example", "subject": "payments 1.4.2 release notes",
+            "body": "Fixed: a null tenant no longer crashes dispatch."})
+        result.append(_text(done))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(send)
+        with anyio.fail_after(30):
+            while not (pending := desk.ledger.approvals(states=("pending",))):  # noqa: ASYNC110
+                await anyio.sleep(0.1)
+        desk.printer.flush()
+        agent.say("       the call is held; the agent waits (progress keeps it alive)",
+                  style="dim")
+        approval = pending[0].id
+        for argv in (["approvals", "list", "--pending"],
+                     ["approve", approval, "--reason", "release notes, reviewed",
+                      "--as", "lead@example.com"]):
+            agent.say(f"› in a second terminal: $ trackwrap {' '.join(argv)}", style="bold")
+            shown = await anyio.run_process([sys.executable, "-m", "trackwrap", *argv],
+                                            env={**env, "COLUMNS": "120"}, check=False)
+            for line in (shown.stdout + shown.stderr).decode(errors="replace").splitlines():
+                agent.console.print(Text(f"       {line}", style="dim"))
+    desk.printer.flush()
+    agent.saw(result[0] if result else "")
+    queued = len(list(desk.outbox.glob("*.json")))
+    agent.say(f"       the outbox holds {queued} message: approved once, sent once", style="dim")
+
+
 def _last_line(text: str) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
@@ -339,6 +401,8 @@ def run_demo(settings: Settings, *, console: Console, keep: bool = False) -> int
     publisher: str | None = None
     try:
         workspace = make_workspace(base)
+        notes = base / "release-notes"
+        notes.mkdir()
         (workspace / "node_modules" / "left-pad").mkdir(parents=True)
         publisher, publisher_key = _demo_publisher(settings)
         console.print(Text("Chapter 02 · the session manifest", style="bold"))
@@ -355,11 +419,16 @@ def run_demo(settings: Settings, *, console: Console, keep: bool = False) -> int
         ledger = Ledger.open(settings.ledger_path, signer=keys.device_key,
                              clock_ms=lambda: time.time_ns() // 1_000_000)
         printer = _Printer(ledger, session, str(workspace), console)
+        approval_session = implicit_session_id(str(notes), now=datetime.now(UTC))
+        desk = _Desk(workspace=notes, outbox=base / "outbox", ledger=ledger,
+                     printer=_Printer(ledger, approval_session, str(notes), console,
+                                      approvals=True))
         started = time.monotonic()
         with (base / "servers.log").open("w") as errlog:
             try:
                 anyio.run(lambda: _agent(peers=peers, workspace=workspace, env=env,
-                                         errlog=errlog, printer=printer, console=console))
+                                         errlog=errlog, printer=printer, console=console,
+                                         desk=desk))
             except Exception as exc:
                 errlog.flush()
                 tail = (base / "servers.log").read_text(errors="replace")[-2000:]
@@ -367,14 +436,8 @@ def run_demo(settings: Settings, *, console: Console, keep: bool = False) -> int
         elapsed = time.monotonic() - started
         printer.flush()
         ledger.close_session(session, reason="demo finished")
-        allowed = sum(1 for d in printer.decisions if d.get("forwarded"))
-        denied = len(printer.decisions) - allowed
-        intact = (workspace / "node_modules" / "left-pad").is_dir()
-        console.print(
-            f"\ntrackwrap governed {len(printer.decisions)} actions in {elapsed:.1f}s: "
-            f"[green]{allowed} allowed[/green], [red]{denied} denied[/red]. "
-            f"No denied call reached its server{' (node_modules is intact)' if intact else ''}."
-        )
+        ledger.close_session(approval_session, reason="demo finished")
+        _summary(printer.decisions + desk.printer.decisions, elapsed, workspace, console)
         return _report(settings, ledger, session, console)
     finally:
         if ledger is not None:
@@ -387,13 +450,27 @@ def run_demo(settings: Settings, *, console: Console, keep: bool = False) -> int
             shutil.rmtree(base, ignore_errors=True)
 
 
+def _summary(decisions: Sequence[Mapping[str, object]], elapsed: float, workspace: Path,
+             console: Console) -> None:
+    allowed = sum(1 for d in decisions if d.get("forwarded"))
+    held = sum(1 for d in decisions if d.get("decision") == "require_approval")
+    denied = len(decisions) - allowed - held
+    intact = (workspace / "node_modules" / "left-pad").is_dir()
+    console.print(
+        f"\ntrackwrap governed {len(decisions)} decisions in {elapsed:.1f}s: "
+        f"[green]{allowed} allowed[/green], [yellow]{held} held for approval[/yellow], "
+        f"[red]{denied} denied[/red]. "
+        f"No denied call reached its server{' (node_modules is intact)' if intact else ''}."
+    )
+
+
 def _report(settings: Settings, ledger: Ledger, session: str, console: Console) -> int:
-    """Chapter 06: the diagnosis of the session just closed, and its verification."""
+    """Chapter 07: the diagnosis of the session just closed, and its verification."""
     from trackwrap.cli._session_cmds import render_diagnosis
     from trackwrap.diagnose import build_diagnosis
 
     report = verify_ledger(settings.ledger_path, session=session)
-    console.print(Text("\nChapter 06 · what happened, in causal order", style="bold"))
+    console.print(Text("\nChapter 07 · what happened, in causal order", style="bold"))
     events = [e.body for e in ledger.events(session)]
     render_diagnosis(
         build_diagnosis(events, verdict=asdict(report.sessions[0]) if report.sessions else None),

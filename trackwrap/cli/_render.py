@@ -60,9 +60,13 @@ def event_line(body: Mapping[str, object], *, workspace: str | None = None) -> T
             line.append(f"  also: {', '.join(_clean(r) for r in others)}", style="yellow")
         line.append("  trace: ", style="dim")
         line.append(_clean(str(body.get("trace", ""))))
-        if outcome != "allow":
+        if body.get("approval_id"):
+            line.append(f"  approval: {_clean(str(body.get('approval_id')))}", style="yellow")
+        if outcome != "allow" or body.get("approval_id"):
             line.append(f"\n       {_clean(str(body.get('reason', '')))}", style="dim")
         return line
+    if kind.startswith("approval."):
+        return _approval_line(kind, body)
     if kind == "segment.seal":
         final = " (final)" if body.get("final") else ""
         line.append("SEAL  ", style="bold blue")
@@ -79,4 +83,44 @@ def event_line(body: Mapping[str, object], *, workspace: str | None = None) -> T
         return line
     line.append(f"{_clean(kind.upper())[:6]:<6}", style="bold blue")
     line.append(f" seq {body.get('seq')}", style="dim")
+    return line
+
+
+_APPROVAL_WORDS = {
+    "approval.requested": ("ASK", "bold yellow"),
+    "approval.notified": ("NOTIFY", "dim"),
+    "approval.decided": ("DECIDE", "bold"),
+    "approval.redeemed": ("REDEEM", "bold green"),
+    "approval.expired": ("EXPIRE", "bold red"),
+    "approval.rejected": ("REJECT", "bold red"),
+    "approval.wait_ended": ("WAIT", "dim"),
+}
+
+
+def _approval_line(kind: str, body: Mapping[str, object]) -> Text:
+    """One step of an approval: asked, notified, decided, redeemed, expired, refused."""
+    word, style = _APPROVAL_WORDS.get(kind, (kind.removeprefix("approval.").upper(), "bold"))
+    line = Text()
+    line.append(f"{word:<6}", style=style)
+    line.append(f" {_clean(str(body.get('approval_id', '')))}")
+    if kind == "approval.requested":
+        line.append(f"  {_clean(str(body.get('action_kind', '')))} "
+                    f"{_clean(str(body.get('target', '')))}", style="bold")
+        line.append(f"  rule: {_clean(str(body.get('rule', '')))}"
+                    f"  requester: {_clean(str(body.get('requester', '')))}", style="dim")
+    elif kind == "approval.decided":
+        verdict = "approved" if body.get("verdict") == "approve" else "denied"
+        line.append(f"  {verdict} by {_clean(str(body.get('approver', '')))}",
+                    style="green" if verdict == "approved" else "red")
+        if body.get("reason"):
+            line.append(f": {_clean(str(body.get('reason')))}", style="dim")
+    elif kind == "approval.notified":
+        result = "delivered" if body.get("ok") else f"failed ({_clean(str(body.get('error')))})"
+        line.append(f"  {_clean(str(body.get('channel', '')))}: {result}", style="dim")
+    elif kind == "approval.redeemed":
+        line.append(f"  used by trace {_clean(str(body.get('trace', '')))}", style="dim")
+    elif kind == "approval.rejected":
+        line.append(f"  {_clean(str(body.get('problem', '')))}", style="dim")
+    elif kind == "approval.wait_ended":
+        line.append(f"  {_clean(str(body.get('how', '')))}", style="dim")
     return line

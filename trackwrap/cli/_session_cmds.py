@@ -153,20 +153,44 @@ def trust_add(
     out.print(f"trusted {publisher} ({added.key_id if added else '?'}) in {settings.trust_path}")
 
 
+@trust_app.command("add-approver")
+def trust_add_approver(
+    name: Annotated[str, typer.Argument(help="the approver, e.g. ops@acme.com")],
+    key: Annotated[str, typer.Option(help="public key: ed25519:<base64> or base64")],
+    group: Annotated[
+        list[str] | None, typer.Option(help="approver group a policy rule can ask for")
+    ] = None,
+) -> None:
+    """Trust a person's key to sign approval decisions (`trackwrap approve --key …`)."""
+    settings = load_settings()
+    store = trust_store(settings).add_approver(name, key, groups=tuple(group or ()),
+                                               now=datetime.now(UTC))
+    store.save(settings.trust_path)
+    added = next(a for a in store.approvers if a.name == name)
+    out.print(f"trusted approver {name} ({added.key_id}, groups: "
+              f"{', '.join(added.groups) or 'none'}) in {settings.trust_path}")
+
+
 @trust_app.command("list")
 def trust_list() -> None:
-    """List pinned publishers."""
+    """List pinned publishers and approvers."""
     settings = load_settings()
+    store = trust_store(settings)
     table = _table("publisher", "key id", "roles", "added")
-    for p in trust_store(settings).publishers():
+    for p in store.publishers():
         table.add_row(p.name, p.key_id, ", ".join(p.roles) or "any", str(p.added))
     out.print(table)
+    if store.approvers:
+        approvers = _table("approver", "key id", "groups", "added")
+        for a in sorted(store.approvers, key=lambda a: a.name):
+            approvers.add_row(a.name, a.key_id, ", ".join(a.groups) or "none", str(a.added))
+        out.print(approvers)
     out.print(f"[dim]{settings.trust_path}[/dim]")
 
 
 @trust_app.command("remove")
 def trust_remove(which: Annotated[str, typer.Argument(help="publisher name or key id")]) -> None:
-    """Remove a pinned publisher."""
+    """Remove a pinned publisher or approver."""
     settings = load_settings()
     trust_store(settings).remove(which).save(settings.trust_path)
     out.print(f"removed {which}")

@@ -24,6 +24,8 @@ Options before `--`:
   --require-session    deny every call until a session is started for the workspace
   --default-role ROLE  hold implicit sessions to this shipped role's manifest
   --inject-token       put each call's execution token in params._meta
+  --approval-wait SEC  hold a call that needs approval this long (default 45, from
+                       approvals.yaml), shorter than the client's tool timeout
   --env-allow GLOB     pass only these variables (and PATH, HOME, …) to the upstream
   --env-deny GLOB      never pass these variables to the upstream
   --max-line-bytes N   cap on one message (default 128 MiB)
@@ -39,6 +41,9 @@ COMMANDS = (
     ("trust", "Publisher keys trusted to sign session manifests and tool lists."),
     ("keys", "The device key that seals the ledger and signs tokens."),
     ("pins", "Pinned MCP tool sets: review and approve tool changes."),
+    ("approvals", "Calls waiting for a person's approval, and the decisions."),
+    ("approve", "Approve a pending call: the same call then goes through, once."),
+    ("deny", "Deny a pending call: the agent is told why."),
     ("token", "Execution tokens, for upstreams that check them."),
     ("version", "Print trackwrap's version."),
 )

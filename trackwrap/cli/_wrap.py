@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--require-session", action="store_true")
     p.add_argument("--default-role")
     p.add_argument("--inject-token", action="store_true")
+    p.add_argument("--approval-wait", type=float)
     p.add_argument("--env-allow", action="append", default=[])
     p.add_argument("--env-deny", action="append", default=[])
     p.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE)
@@ -102,6 +103,8 @@ def run_wrapper(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
         raise ConfigError("--max-line-bytes must be at least 1024")
     if opts.seal_interval <= 0 or opts.grace < 0:
         raise ConfigError("--seal-interval must be positive and --grace not negative")
+    if opts.approval_wait is not None and not 0 < opts.approval_wait <= 600:
+        raise ConfigError("--approval-wait must be more than 0 and at most 600 seconds")
     settings = load_settings(env)
     workspace = resolve_workspace(opts.workspace)
     exe_argv = resolve_command(command, path=env.get("PATH"))
@@ -183,17 +186,25 @@ def _build_governor(
     env: Mapping[str, str],
     sink: StderrSink,
 ) -> Governor:
+    from trackwrap.cli._approval_cmds import approval_desk, approval_settings, make_notifier
     from trackwrap.cli._build import build_governance, context_factory
     from trackwrap.cli._roles import known_roles, role_manifest, trust_store
     from trackwrap.config import infer_server_name
     from trackwrap.crypto import mint_token
     from trackwrap.ledger import Ledger
-    from trackwrap.session import Binder, Governor, implicit_session_id, new_trace_id
+    from trackwrap.session import (
+        ApprovalWait,
+        Binder,
+        Governor,
+        implicit_session_id,
+        new_trace_id,
+    )
 
     governance = build_governance(
         policy_paths=opts.policy, profile_dirs=opts.profiles, mode=opts.mode
     )
     server = opts.server or infer_server_name(command, governance.profiles)
+    approvals = approval_settings(settings, env)
     default_role_name = opts.default_role or settings.default_role
     default_role = (
         role_manifest(default_role_name, workspace=workspace) if default_role_name else None
@@ -205,7 +216,7 @@ def _build_governor(
         genesis: dict[str, object] = {
             "workspace": workspace,
             "trackwrap": __version__,
-            "user": env.get("USER") or env.get("USERNAME") or "",
+            "user": env.get("USER") or env.get("USERNAME") or _os_user(),
             "role": default_role.role if default_role else None,
             "manifest_digest": default_role.digest if default_role else None,
         }
@@ -245,7 +256,22 @@ def _build_governor(
         inject_token=opts.inject_token,
         clock_ms=_now_ms,
         seal_interval_s=opts.seal_interval,
+        approvals=approval_desk(settings, ledger, key),
+        approval_wait=ApprovalWait(wait_s=opts.approval_wait or approvals.wait_s,
+                                   progress_s=approvals.progress_s),
+        notify=make_notifier(approvals),
+        workspace=workspace,
     )
+
+
+def _os_user() -> str:
+    """The account name when the environment does not say (``USER`` unset, as in services)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return ""
 
 
 def _signed_tools_reader(

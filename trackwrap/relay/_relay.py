@@ -35,7 +35,7 @@ from trackwrap.relay._wire import (
     tool_error_result,
 )
 
-__all__ = ["Gate", "Judgement", "Relay", "RelayOptions"]
+__all__ = ["Gate", "Held", "Judgement", "Relay", "RelayOptions"]
 
 _MISSING = object()
 
@@ -45,6 +45,17 @@ class Judgement(Protocol):
 
     @property
     def allowed(self) -> bool: ...
+
+
+class Held(Protocol):
+    """A call the gate keeps pending (until a person approves it, or a bounded wait ends)."""
+
+    @property
+    def approval_id(self) -> str: ...
+
+
+#: ``progress(message)``: tell the client a held call is still being worked on.
+Progress = Callable[[str], Coroutine[Any, Any, None]]
 
 
 class Gate(Protocol):
@@ -60,10 +71,21 @@ class Gate(Protocol):
         ...
 
     def commit(
-        self, judgement: Judgement, *, override: tuple[str, str] | None = None
-    ) -> dict[str, Any] | None:
+        self,
+        judgement: Judgement,
+        *,
+        override: tuple[str, str] | None = None,
+        can_wait: bool = False,
+    ) -> dict[str, Any] | Held | None:
         """Record the decision. ``None`` means forward; a dict is the ``CallToolResult`` to
-        answer with instead. ``override`` = (rule, reason) turns the call into a deny."""
+        answer with instead; with ``can_wait``, a :class:`Held` means the call waits (see
+        :meth:`wait`). ``override`` = (rule, reason) turns the call into a deny."""
+        ...
+
+    async def wait(self, hold: Held, progress: Progress) -> dict[str, Any] | None:
+        """Wait (bounded) for a held call to be decided: ``None`` means forward it now, a dict
+        is the answer. Cancellation (the client cancelled the call) is recorded and
+        re-raised."""
         ...
 
     def bind(self, judgements: Sequence[Judgement], raw: bytes) -> bytes | None:
@@ -123,6 +145,8 @@ class Relay:
         self._pending_c2s: dict[tuple[str, Any], str] = {}
         self._pending_s2c: dict[tuple[str, Any], str] = {}
         self._answered: OrderedDict[tuple[str, Any], None] = OrderedDict()
+        self._held: dict[tuple[str, Any], anyio.CancelScope] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
         self._child_exited = anyio.Event()
         self._child_eof = anyio.Event()
         self._stderr_eof = anyio.Event()
@@ -141,6 +165,7 @@ class Relay:
 
     async def _run(self, signals: AsyncIterator[int]) -> int:
         async with anyio.create_task_group() as tg:
+            self._tg = tg
             tg.start_soon(self._watch_signals, tg, signals)
             tg.start_soon(self._pump_ide, tg)
             tg.start_soon(self._pump_child)
@@ -274,7 +299,7 @@ class Relay:
             if method == "tools/call":
                 await self._govern(await self._ready_gate(), msg, item)
                 return
-            if method == "notifications/cancelled" and self._cancels_own_answer(msg):
+            if method == "notifications/cancelled" and self._cancels_own_call(msg):
                 return
             self._track(self._pending_c2s, self._pending_s2c, msg)
             await self._send_child(item)
@@ -289,7 +314,13 @@ class Relay:
         msg_id = msg.get("id", _MISSING)
         override = None if is_valid_id(msg_id) else _INVALID_ID
         judgement = self._evaluate(gate, msg)
-        result = self._commit(gate, judgement, override)
+        held = self._commit(gate, judgement, override, can_wait=True)
+        if held is not None and not isinstance(held, dict):
+            if judgement is not None and self._tg is not None:
+                self._tg.start_soon(self._hold, gate, msg, raw, judgement, held)
+                return
+            held = tool_error_result(_BIND_REFUSED)  # pragma: no cover - a gate holds only these
+        result = held
         if result is None and judgement is not None:
             out = self._bind(gate, [judgement], raw)
             if out is not None:
@@ -298,6 +329,51 @@ class Relay:
                 return
             result = tool_error_result(_BIND_REFUSED)
         await self._answer_call(gate, msg_id, result or tool_error_result(_BIND_REFUSED))
+
+    async def _hold(
+        self, gate: Gate, msg: dict[str, Any], raw: bytes, judgement: Judgement, held: Held
+    ) -> None:
+        """Keep a call pending while the gate waits for its decision, without holding up any
+        other message; forward it or answer it when the gate says, or drop it if the client
+        cancels (the upstream never saw it)."""
+        msg_id = msg.get("id")
+        key = id_key(msg_id)
+        token = _progress_token(msg)
+        sent = 0
+
+        async def progress(message: str) -> None:
+            nonlocal sent
+            if token is None:
+                return
+            sent += 1
+            await self._answer({"jsonrpc": "2.0", "method": "notifications/progress",
+                                "params": {"progressToken": token, "progress": sent,
+                                           "message": message}})
+
+        result: dict[str, Any] | None
+        with anyio.CancelScope() as scope:
+            self._held[key] = scope
+            try:
+                result = await gate.wait(held, progress)
+            except Exception:  # noqa: BLE001 - pipeline boundary: a failed wait denies
+                self._sink.say("internal error while waiting for an approval; denied")
+                result = tool_error_result(
+                    "DENY — trackwrap failed while waiting for approval (fail closed)")
+            finally:
+                if self._held.get(key) is scope:
+                    del self._held[key]
+        if scope.cancelled_caught:
+            self._remember_answered(msg_id)  # a late cancel for it is dropped too
+            self._settle(gate)
+            return
+        if result is None:
+            out = self._bind(gate, [judgement], raw)
+            if out is not None:
+                self._pending_c2s[key] = "tools/call"
+                await self._send_child(out)
+                return
+            result = tool_error_result(_BIND_REFUSED)
+        await self._answer_call(gate, msg_id, result)
 
     async def _govern_batch(self, gate: Gate, batch: list[Any], raw: bytes) -> None:
         if not batch:
@@ -356,6 +432,8 @@ class Relay:
                     f"the batch also holds a call that is not allowed (element {blocked})",
                 )
             result = self._commit(gate, judgement, override)
+            if result is not None and not isinstance(result, dict):  # pragma: no cover
+                result = tool_error_result("DENY — a batched call cannot wait (fail closed)")
             if result is not None:
                 answers[index] = result
                 if blocked is None:
@@ -396,12 +474,17 @@ class Relay:
             return None
 
     def _commit(
-        self, gate: Gate, judgement: Judgement | None, override: tuple[str, str] | None
-    ) -> dict[str, Any] | None:
+        self,
+        gate: Gate,
+        judgement: Judgement | None,
+        override: tuple[str, str] | None,
+        *,
+        can_wait: bool = False,
+    ) -> dict[str, Any] | Held | None:
         if judgement is None:
             return tool_error_result("DENY — trackwrap could not evaluate this call (fail closed)")
         try:
-            return gate.commit(judgement, override=override)
+            return gate.commit(judgement, override=override, can_wait=can_wait)
         except Exception:  # noqa: BLE001 - pipeline boundary: any failure is a deny
             self._sink.say("internal error while recording a tools/call; denied")
             return tool_error_result("DENY — trackwrap could not record this call (fail closed)")
@@ -437,11 +520,18 @@ class Relay:
         while len(self._answered) > 1024:
             self._answered.popitem(last=False)
 
-    def _cancels_own_answer(self, msg: dict[str, Any]) -> bool:
+    def _cancels_own_call(self, msg: dict[str, Any]) -> bool:
+        """A cancel for a call trackwrap answered itself, or holds: the upstream never saw that
+        call, so the cancel is not forwarded (and a held call stops waiting)."""
         params = msg.get("params")
         if not isinstance(params, dict) or "requestId" not in params:
             return False
-        return id_key(params["requestId"]) in self._answered
+        key = id_key(params["requestId"])
+        held = self._held.pop(key, None)
+        if held is not None:
+            held.cancel()
+            return True
+        return key in self._answered
 
     async def _send_child(self, raw: bytes) -> None:
         try:
@@ -552,6 +642,16 @@ class Relay:
         except (BrokenPipeError, ConnectionResetError):
             self._ide_gone = True
             self._sink.say("client closed its end of the pipe")
+
+
+def _progress_token(msg: dict[str, Any]) -> str | int | None:
+    """The client's ``params._meta.progressToken`` (a string or an integer), if it gave one."""
+    params = msg.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    if isinstance(token, str) or (isinstance(token, int) and not isinstance(token, bool)):
+        return token
+    return None
 
 
 REVIEWED = frozenset({"tools/list", "tools/call"})

@@ -9,21 +9,30 @@ import os
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
 from trackwrap._canonical import CanonicalError, canonical_json
-from trackwrap.errors import LedgerError, NormalizeError
-from trackwrap.inspectors import clean_tool, redact_result, tool_concerns
-from trackwrap.ledger import Ledger, PinReview, SessionState, Usage
+from trackwrap.approvals import (
+    DEFAULT_TTL_S,
+    ApprovalDesk,
+    CallForApproval,
+    Delivery,
+    Standing,
+    Status,
+)
+from trackwrap.errors import Error, LedgerError, NormalizeError
+from trackwrap.inspectors import clean_tool, mask_arguments, redact_result, tool_concerns
+from trackwrap.ledger import ApprovalRecord, Ledger, PinReview, SessionState, Usage
 from trackwrap.manifest import DriftFinding
 from trackwrap.policy import Context, Decision, Finding, Outcome, action_hash
 from trackwrap.relay import StderrSink, dumps, tool_error_result
 from trackwrap.session._binding import Binder, Binding
 
-__all__ = ["CallJudgement", "Governor", "decision_text", "event_body"]
+__all__ = ["ApprovalWait", "CallJudgement", "Governor", "Hold", "decision_text", "event_body"]
 
 DRIFT_RULE = "HARNESS-DRIFT-001"
 PIN_RULE = "MCP-MANIFEST-PINNED"
@@ -60,9 +69,15 @@ def _cap(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _args_preview(arguments: object) -> str:
-    """Arguments as stored in the ledger: size-capped JSON text. (Secret masking before storage
-    plugs in here.)"""
+_SECRET_RULES = frozenset({"SEC-COMMIT-SECRETS", "SEC-POSSIBLE-SECRET"})
+
+
+def _args_preview(arguments: object, findings: Sequence[Finding] = (), *,
+                  mask: bool = False) -> str:
+    """Arguments as stored in the ledger or shown to an approver: size-capped JSON text, with
+    secrets masked when the secrets inspector found any (or ``mask``)."""
+    if mask or any(f.rule in _SECRET_RULES for f in findings):
+        arguments = mask_arguments(arguments)
     try:
         text = json.dumps(arguments, ensure_ascii=False, separators=(",", ":"), default=repr)
     except (ValueError, TypeError):
@@ -113,7 +128,7 @@ def event_body(
         "drift": _drift(decision.findings),
         "trace": trace,
         "target": _cap(action.target() if action is not None else "", TARGET_CAP),
-        "args": _args_preview(judgement.arguments),
+        "args": _args_preview(judgement.arguments, decision.findings),
         "bytes_out": judgement.bytes_out if forwarded else 0,
         "request_id": json.dumps(judgement.request_id),
         "policy_hash": policy_hash,
@@ -143,6 +158,27 @@ class _Issued:
     token: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class ApprovalWait:
+    """How a call that needs approval is held: at most ``wait_s`` (shorter than MCP clients'
+    tool-call timeouts), sending progress every ``progress_s``, looking for a decision every
+    ``poll_s``."""
+
+    wait_s: float = 45.0
+    progress_s: float = 5.0
+    poll_s: float = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A call kept pending while its approval is decided (the relay's ``Hold``)."""
+
+    judgement: CallJudgement
+    approval_id: str
+    trace: str
+    call: CallForApproval
+
+
 class Governor:
     """Implements the relay's gate for one wrapper process."""
 
@@ -163,6 +199,10 @@ class Governor:
         description_changes: str = "hold",
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         seal_interval_s: float = 60.0,
+        approvals: ApprovalDesk | None = None,
+        approval_wait: ApprovalWait | None = None,
+        notify: Callable[[CallForApproval, ApprovalRecord], Sequence[Delivery]] | None = None,
+        workspace: str = "",
     ) -> None:
         self._binder = binder
         self._ledger = ledger
@@ -187,6 +227,13 @@ class Governor:
         self._listed: set[str] | None = None
         """Tools this wrapper's agent was shown (approved pins); None before any tools/list."""
         self._first_use: bool | None = None
+        self._approvals = approvals
+        self._wait = approval_wait or ApprovalWait()
+        self._notify = notify
+        self._workspace = workspace
+        self._notices: list[tuple[CallForApproval, ApprovalRecord]] = []
+        self._notice_due = anyio.Event()
+        self._requesters: dict[str, str] = {}
 
     @property
     def server(self) -> str:
@@ -235,13 +282,33 @@ class Governor:
         )
 
     def commit(
-        self, judgement: Any, *, override: tuple[str, str] | None = None
-    ) -> dict[str, Any] | None:
+        self, judgement: Any, *, override: tuple[str, str] | None = None, can_wait: bool = False
+    ) -> dict[str, Any] | Hold | None:
+        """Record the decision. ``None``: forward the call; a dict: answer with it instead; a
+        :class:`Hold`: the call needs a person's approval and may wait for it (``can_wait``;
+        else it is answered at once saying so)."""
         if not isinstance(judgement, CallJudgement):
             raise TypeError("Governor.commit takes the CallJudgement its evaluate returned")
         if override is not None:
             judgement = _denied(judgement, *override)
         trace = self._new_trace()
+        decision = judgement.decision
+        if (self._approvals is not None and decision.outcome is Outcome.REQUIRE_APPROVAL
+                and decision.enforced):
+            return self._needs_approval(judgement, trace, can_wait=can_wait)
+        return self._record(judgement, trace, override=override).answer
+
+    def _record(
+        self,
+        judgement: CallJudgement,
+        trace: str,
+        *,
+        extra: Mapping[str, object] | None = None,
+        issue_for: CallJudgement | None = None,
+        override: tuple[str, str] | None = None,
+    ) -> _Recorded:
+        """Append the decision (with ``extra`` event fields) and say how to answer. An allowed
+        call's token is kept for :meth:`bind` under ``issue_for`` (default: ``judgement``)."""
         outcome: list[CallJudgement] = [judgement]
         issued = _Issued(action_hash=judgement.decision.action_hash, token=None)
 
@@ -249,6 +316,8 @@ class Governor:
             final = self._within_budget(judgement, state)
             body = event_body(final, forwarded=final.allowed, trace=trace,
                               policy_hash=self._policy_hash, mode=self._mode)
+            if extra:
+                body.update(extra)
             usage = Usage()
             if final.allowed:
                 usage = Usage(tool_calls=1, bytes_out=final.bytes_out)
@@ -272,19 +341,230 @@ class Governor:
             self._ledger.append_decision(session, build, sync=judgement.allowed)
         except LedgerError as exc:
             if _closed(self._ledger, session) and self._binder.session == session:
-                return self._after_close(judgement, session, override)
+                return _Recorded(None, self._after_close(judgement, session, override))
             self._sink.say(f"audit ledger cannot be written, call denied: {exc}")
             failed = _denied(judgement, "LEDGER-UNAVAILABLE",
                              "the audit ledger cannot be written, so nothing is forwarded")
-            return tool_error_result(self._text(failed, trace))
+            return _Recorded(None, tool_error_result(self._text(failed, trace)))
         final = outcome[0]
         if final.allowed:
-            self._issued[id(judgement)] = issued
+            self._issued[id(issue_for or judgement)] = issued
             if final.decision.outcome is Outcome.REDACT:
                 self._redacting[json.dumps(final.request_id)] = trace
-            return None
+            return _Recorded(final, None)
         self._react_to_drift(final)
-        return tool_error_result(self._text(final, trace))
+        return _Recorded(final, tool_error_result(self._text(final, trace)))
+
+    # -- approvals ------------------------------------------------------------------------------
+
+    def _needs_approval(
+        self, judgement: CallJudgement, trace: str, *, can_wait: bool
+    ) -> dict[str, Any] | Hold | None:
+        """A call policy says needs approval: use a decided approval of this exact call if
+        there is one, else ask (once per identical call) and hold the call or say it waits."""
+        desk = self._approvals
+        if desk is None:  # pragma: no cover - commit checks
+            raise RuntimeError("no approval desk")
+        try:
+            call = self._call_for_approval(judgement, trace)
+            record, created = desk.ask(call)
+            standing = desk.standing(record, requester=call.requester)
+        except Error as exc:
+            self._sink.say(f"cannot ask for approval, call denied: {exc}")
+            return self._record(_denied(judgement, "APPROVAL-UNAVAILABLE",
+                                        f"approvals cannot be recorded: {exc}"), trace).answer
+        if created:
+            self._queue_notice(call, record)
+        hold = Hold(judgement=judgement, approval_id=record.id, trace=trace, call=call)
+        if standing.status is Status.PENDING:
+            pending = self._record(judgement, trace, extra=_approval_fields(record))
+            if pending.final is None:
+                return pending.answer
+            self.settle()
+            if can_wait:
+                return hold
+            return self._pending_answer(hold, record)
+        return self._settle_approval(hold, standing, redeem=can_wait)
+
+    def _settle_approval(
+        self, hold: Hold, standing: Standing, *, redeem: bool
+    ) -> dict[str, Any] | None:
+        """Answer a call whose approval has been decided (or expired, or was used or refused):
+        forward it if it is approved and this call wins the redemption, else say why not."""
+        desk = self._approvals
+        if desk is None:  # pragma: no cover - only reached with a desk
+            raise RuntimeError("no approval desk")
+        record, judgement, trace = standing.record, hold.judgement, hold.trace
+        fields = _approval_fields(record)
+        decision = standing.decision
+        try:
+            if standing.status is Status.APPROVED and decision is not None:
+                if not redeem:
+                    return self._record(_denied(
+                        judgement, "APPROVAL-IN-BATCH",
+                        f"approval {record.id} is granted; send this call on its own (not in a "
+                        "batch) to use it"), trace, extra=fields).answer
+                if desk.redeem(standing, trace=trace):
+                    approved = replace(judgement, allowed=True, decision=replace(
+                        judgement.decision, outcome=Outcome.ALLOW,
+                        reason=_cap(f"approved by {decision.approver} ({record.id})"
+                                    + (f": {decision.reason}" if decision.reason else ""), 1000)))
+                    fields["approver"] = decision.approver
+                    return self._record(approved, trace, extra=fields,
+                                        issue_for=judgement).answer
+                standing = Standing(record, Status.USED)
+            if standing.status is Status.REJECTED:
+                desk.reject(standing)
+                self._sink.say(f"refused the decision on approval {record.id}: "
+                               f"{standing.problem}")
+            elif standing.status in (Status.DENIED, Status.EXPIRED):
+                desk.report(record)
+        except Error as exc:
+            self._sink.say(f"cannot settle approval {record.id}, call denied: {exc}")
+            return self._record(_denied(judgement, "APPROVAL-UNAVAILABLE",
+                                        f"approvals cannot be recorded: {exc}"), trace,
+                                extra=fields).answer
+        rule, reason = _not_approved(standing)
+        return self._record(_denied(judgement, rule, reason), trace, extra=fields).answer
+
+    def _pending_answer(self, hold: Hold, record: ApprovalRecord) -> dict[str, Any]:
+        """The answer for a call whose approval is still open: what is pending, until when,
+        and that the same call goes through once it is approved."""
+        judgement = hold.judgement
+        text = self._text(judgement, hold.trace)
+        until = _utc(record.expires_ms)
+        result = tool_error_result(
+            f"{text}. Approval {record.id} is pending until {until}; nothing was sent. Once it "
+            f"is approved (`trackwrap approve {record.id}`), call again with the same "
+            "arguments and the call goes through, once."
+        )
+        result["_meta"] = {APPROVAL_META_KEY: {"id": record.id, "state": record.state,
+                                               "expires_at": until}}
+        return result
+
+    async def wait(
+        self, hold: Any, progress: Callable[[str], Coroutine[Any, Any, None]]
+    ) -> dict[str, Any] | None:
+        """Keep a held call pending until its approval is decided, it expires, or the wait
+        bound is reached; ``progress(message)`` keeps the client's request alive. Returns
+        None to forward the call (approved and redeemed), or the answer to send."""
+        if not isinstance(hold, Hold) or self._approvals is None:
+            raise TypeError("Governor.wait takes the Hold its commit returned")
+        desk = self._approvals
+        start = time.monotonic()
+        deadline = start + self._wait.wait_s
+        next_progress = start + self._wait.progress_s
+        how = "timed_out"
+        try:
+            while True:
+                await anyio.sleep(self._wait.poll_s)
+                record = desk.store.get(hold.approval_id)
+                if record is None:
+                    raise LedgerError(f"approval {hold.approval_id} disappeared")
+                if record.state != "pending" or record.expires_ms <= self._clock_ms():
+                    how = "decided"
+                    standing = desk.standing(record, requester=hold.call.requester)
+                    return self._settle_approval(hold, standing, redeem=True)
+                now = time.monotonic()
+                if now >= deadline:
+                    return self._pending_answer(hold, record)
+                if now >= next_progress:
+                    next_progress = now + self._wait.progress_s
+                    left = max(0, round(min(deadline - now,
+                                            (record.expires_ms - self._clock_ms()) / 1000)))
+                    await progress(f"waiting for approval {record.id} ({left} s left)")
+        except anyio.get_cancelled_exc_class():
+            how = "cancelled"
+            raise
+        except Error as exc:
+            how = "failed"
+            self._sink.say(f"lost track of approval {hold.approval_id}, call denied: {exc}")
+            return self._record(_denied(hold.judgement, "APPROVAL-UNAVAILABLE",
+                                        f"approvals cannot be read: {exc}"), hold.trace).answer
+        finally:
+            if how != "decided":
+                self._wait_ended(hold, how)
+
+    def _wait_ended(self, hold: Hold, how: str) -> None:
+        """Record that a held call was answered or dropped while its approval stays open."""
+        body = {"kind": "approval.wait_ended", "approval_id": hold.approval_id,
+                "trace": hold.trace, "how": how}
+        try:
+            self._ledger.append(hold.judgement.binding.session, body, sync=False)
+        except LedgerError as exc:
+            self._sink.say(f"could not record the end of a wait for approval: {exc}")
+        self.settle()
+
+    def _call_for_approval(self, judgement: CallJudgement, trace: str) -> CallForApproval:
+        decision = judgement.decision
+        rule = judgement.binding.pipeline.policy.rule(decision.rule)
+        action = decision.action
+        return CallForApproval(
+            session=judgement.binding.session,
+            action_hash=decision.action_hash or "",
+            server=judgement.server,
+            tool=judgement.tool,
+            kind=decision.kind,
+            target=_cap(action.target() if action is not None else "", TARGET_CAP),
+            summary=_args_preview(judgement.arguments, mask=True),
+            rule=decision.rule,
+            reason=_cap(decision.reason, 1000),
+            approvers=rule.approvers if rule is not None else (),
+            separate_approver=rule.separate_approver if rule is not None else False,
+            notify=rule.notify if rule is not None else (),
+            requester=self._requester(judgement.binding.session),
+            workspace=self._workspace,
+            trace=trace,
+            ttl_s=(rule.ttl_seconds if rule is not None and rule.ttl_seconds else DEFAULT_TTL_S),
+        )
+
+    def _requester(self, session: str) -> str:
+        """Who is asking: the session's developer (explicit sessions) or its OS user."""
+        known = self._requesters.get(session)
+        if known is None:
+            genesis = self._ledger.session_state(session).genesis
+            name = genesis.get("developer") or genesis.get("user")
+            known = name if isinstance(name, str) and name else "unknown"
+            self._requesters[session] = known
+        return known
+
+    def _queue_notice(self, call: CallForApproval, record: ApprovalRecord) -> None:
+        if self._notify is None:
+            return
+        self._notices.append((call, record))
+        self._notice_due.set()
+
+    async def _send_notices(self) -> None:
+        """Deliver approval notifications off the relay's path and record each delivery."""
+        async with anyio.create_task_group() as tg:
+            while True:
+                await self._notice_due.wait()
+                self._notice_due = anyio.Event()
+                notices, self._notices = self._notices, []
+                for call, record in notices:
+                    tg.start_soon(self._deliver, call, record)
+
+    async def _deliver(self, call: CallForApproval, record: ApprovalRecord) -> None:
+        notify = self._notify
+        if notify is None:  # pragma: no cover - only queued with a notifier
+            return
+        try:
+            deliveries = await anyio.to_thread.run_sync(notify, call, record)
+        except Exception as exc:  # noqa: BLE001 - a failed notification never changes a decision
+            self._sink.say(f"could not notify approvers of {record.id}: {exc}")
+            deliveries = [Delivery(channel="*", ok=False, attempts=0, status=None,
+                                   error=_cap(str(exc), 300))]
+        for delivery in deliveries:
+            if not delivery.ok:
+                self._sink.say(f"approval {record.id}: notifying {delivery.channel} failed "
+                               f"after {delivery.attempts} attempt(s): {delivery.error}")
+            try:
+                self._ledger.append(record.session, {
+                    "kind": "approval.notified", "approval_id": record.id,
+                    **delivery.to_json()}, sync=False)
+            except LedgerError as exc:
+                self._sink.say(f"could not record a notification of {record.id}: {exc}")
+        self.settle()
 
     def bind(self, judgements: Sequence[Any], raw: bytes) -> bytes | None:
         """Just before forwarding: recompute each call's action hash from the exact bytes that
@@ -359,11 +639,14 @@ class Governor:
     def _after_close(self, judgement: CallJudgement, session: str,
                      override: tuple[str, str] | None) -> dict[str, Any] | None:
         """The bound session was closed meanwhile: judge the call again under what applies now
-        (recorded in that session instead)."""
+        (recorded in that session instead; a call that needs approval is not held then)."""
         self._binder.closed(session)
         request = {"id": judgement.request_id,
                    "params": {"name": judgement.tool, "arguments": judgement.arguments}}
-        return self.commit(self.evaluate(request), override=override)
+        answer = self.commit(self.evaluate(request), override=override)
+        if isinstance(answer, Hold):  # pragma: no cover - commit holds only with can_wait
+            return tool_error_result(self._text(answer.judgement, answer.trace))
+        return answer
 
     def _text(self, judgement: CallJudgement, trace: str) -> str:
         action = judgement.decision.action
@@ -556,7 +839,7 @@ class Governor:
         self._flush_due.set()
 
     def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
-        return (self._seal_periodically, self._flush_when_due)
+        return (self._seal_periodically, self._flush_when_due, self._send_notices)
 
     async def _flush_when_due(self) -> None:
         while True:
@@ -587,6 +870,41 @@ class Governor:
                     self._sink.say(f"could not seal session {session} at exit: {exc}")
         finally:
             self._ledger.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """A recorded decision (None when it could not be recorded as judged) and the answer."""
+
+    final: CallJudgement | None
+    answer: dict[str, Any] | None
+
+
+APPROVAL_META_KEY = "dev.trackwrap/approval"
+
+
+def _approval_fields(record: ApprovalRecord) -> dict[str, object]:
+    return {"approval_id": record.id, "approval_expires_ms": record.expires_ms}
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _not_approved(standing: Standing) -> tuple[str, str]:
+    """The rule and reason a call is denied with when its approval does not let it through."""
+    record, decision = standing.record, standing.decision
+    if standing.status is Status.DENIED and decision is not None:
+        why = f": {decision.reason}" if decision.reason else ""
+        return "APPROVAL-DENIED", f"{decision.approver} denied approval {record.id}{why}"
+    if standing.status is Status.EXPIRED:
+        return ("APPROVAL-EXPIRED", f"approval {record.id} expired at {_utc(record.expires_ms)} "
+                "without a decision; call again to ask anew")
+    if standing.status is Status.REJECTED:
+        return ("APPROVAL-REJECTED", f"the decision recorded on approval {record.id} does not "
+                f"count: {standing.problem}")
+    return ("APPROVAL-USED", f"approval {record.id} was already used by another call; call "
+            "again to ask anew")
 
 
 def _wording_only(approved_json: str | None, offered_json: str) -> bool:
