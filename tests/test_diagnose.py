@@ -44,7 +44,7 @@ def test_a_session_with_drift_reads_in_causal_order():
                      "publisher": "anthropic.com:claude-code:v2.4.1",
                      "signed_by": "ed25519:7c91a4f3", "digest": "sha256:abc"},
         "duration": "12m 41s",
-        "tool_calls": {"attempted": 3, "allowed": 2, "denied": 1},
+        "tool_calls": {"attempted": 3, "allowed": 2, "denied": 1, "held_for_approval": 0},
         "workspace_state": {"writes": 1, "deletes": 0, "commits": 1, "pushes": 0},
         "events": [
             {"t": "+00:00.0", "kind": "session_start", "manifest": "code-reviewer / acme/payments"},
@@ -82,3 +82,33 @@ def test_offsets():
     assert format_offset(0) == "+00:00.0"
     assert format_offset(531_300) == "+08:51.3"
     assert format_offset(-5) == "+00:00.0"
+
+
+def test_a_call_held_for_approval_is_one_attempt_told_step_by_step():
+    start = {"kind": "session.start", "session": "s", "seq": 0, "ts_ms": 0, "workspace": "/w"}
+    held = decision(2, 100, "email.send", "bob@example.org", "require_approval",
+                    "EMAIL-EXTERNAL-APPROVAL", forwarded=False)
+    allowed = decision(5, 9_000, "email.send", "bob@example.org", "allow",
+                       "EMAIL-EXTERNAL-APPROVAL", forwarded=True)
+    held["trace"] = allowed["trace"] = "tr-1"
+    events = [
+        start,
+        {"kind": "approval.requested", "seq": 1, "ts_ms": 100, "approval_id": "apr-1",
+         "action_kind": "email.send", "target": "bob@example.org",
+         "rule": "EMAIL-EXTERNAL-APPROVAL", "approvers": ["ops"]},
+        held,
+        {"kind": "approval.decided", "seq": 3, "ts_ms": 8_000, "approval_id": "apr-1",
+         "verdict": "approve", "approver": "ops@acme.com", "reason": "expected"},
+        {"kind": "approval.redeemed", "seq": 4, "ts_ms": 9_000, "approval_id": "apr-1"},
+        allowed,
+    ]
+    d = build_diagnosis(events, verdict=None)
+    assert d["tool_calls"] == {"attempted": 1, "allowed": 1, "denied": 0,
+                               "held_for_approval": 0}
+    steps = [e.get("step") for e in d["events"] if e["kind"] == "approval"]
+    assert steps == ["requested", "decided", "redeemed"]
+    chain = " ".join(d["causal_chain"])
+    assert "needed approval by ops (rule EMAIL-EXTERNAL-APPROVAL)" in chain
+    assert "ops@acme.com approved apr-1 (signed decision): expected" in chain
+    assert "went through, once (apr-1)" in chain
+    assert "was denied by rule EMAIL-EXTERNAL-APPROVAL" not in chain

@@ -49,3 +49,21 @@ def test_imports_point_down_and_libraries_stay_home(package, path):
         home = HOMES.get(parts[0])
         if home is not None:
             assert package in home, f"{path} imports {name} outside {sorted(home)}"
+
+
+def test_the_wrapper_path_imports_no_cli_toolkit_or_sdk():
+    """The wrapper (and what it imports to build its gate) stays clear of typer, rich and mcp:
+    an IDE starts many wrappers, each must answer its first message fast."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import trackwrap.cli._wrap, trackwrap.cli._build, trackwrap.cli._approval_wiring\n"
+        "import trackwrap.session, trackwrap.approvals, trackwrap.relay\n"
+        "heavy = sorted({'typer', 'rich', 'mcp', 'httpx'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr

@@ -141,7 +141,8 @@ async def test_a_wrapper_joins_a_session_started_later_and_is_held_to_it(tmp_pat
     assert diagnosis["session_id"] == session
     assert diagnosis["manifest"]["role"] == "developer"
     assert diagnosis["manifest"]["publisher"] == "acme"
-    assert diagnosis["tool_calls"] == {"attempted": 2, "allowed": 1, "denied": 1}
+    assert diagnosis["tool_calls"] == {"attempted": 2, "allowed": 1, "denied": 1,
+                                      "held_for_approval": 0}
     kinds = [e["kind"] for e in diagnosis["events"]]
     assert kinds == ["session_start", "drift_event", "decision", "tool_call", "session_close"]
     assert diagnosis["events"][1]["pattern"] == "scope_violation"

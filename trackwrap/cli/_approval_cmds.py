@@ -1,4 +1,4 @@
-"""``approvals list``, ``approve`` and ``deny``; and how the wrapper finds its approval desk.
+"""``approvals list``, ``approve`` and ``deny``.
 
 A decision is signed here with the approver's key (``--key FILE``, a trusted approver's private
 key from ``keys generate``; by default this device's key, whose decisions are the requester's
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,87 +17,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from trackwrap.cli._roles import trust_store
+from trackwrap.cli._approval_wiring import approval_desk, approver_keys, now_ms
 from trackwrap.cli._settings import Settings, load_settings
 from trackwrap.errors import ConfigError, SignatureError
 
 if TYPE_CHECKING:
-    from trackwrap.approvals import (
-        ApprovalDesk,
-        ApprovalSettings,
-        ApproverKey,
-        CallForApproval,
-        Delivery,
-    )
     from trackwrap.crypto import SigningKey
     from trackwrap.ledger import ApprovalRecord, Ledger
 
-__all__ = ["approval_desk", "approval_settings", "make_notifier", "register"]
+__all__ = ["register"]
 
 out = Console(highlight=False, soft_wrap=True)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def approvals_path(settings: Settings) -> Path:
-    return settings.home / "approvals.yaml"
-
-
-def approval_settings(settings: Settings, environ: Mapping[str, str]) -> ApprovalSettings:
-    """``TRACKWRAP_HOME/approvals.yaml`` (defaults when it does not exist)."""
-    from trackwrap.approvals import load_approval_settings
-
-    return load_approval_settings(approvals_path(settings), environ=environ)
-
-
-def approver_keys(settings: Settings, device: SigningKey) -> dict[str, ApproverKey]:
-    """Keys whose decisions may count: the trusted approvers, and this device's own key."""
-    from trackwrap.approvals import ApproverKey
-
-    keys = {
-        a.key_id: ApproverKey(name=a.name, key=a.key, groups=a.groups)
-        for a in trust_store(settings).approvers
-    }
-    keys.setdefault(device.key_id, ApproverKey(name="this device", key=device.public_raw,
-                                               device=True))
-    return keys
-
-
-def approval_desk(settings: Settings, ledger: Ledger, device: SigningKey) -> ApprovalDesk:
-    """The desk over the local ledger, trusting the approvers of the trust store as it is when
-    a decision is checked."""
-    from trackwrap.approvals import ApprovalDesk, LedgerApprovals
-
-    return ApprovalDesk(LedgerApprovals(ledger), keys=lambda: approver_keys(settings, device),
-                        clock_ms=_now_ms)
-
-
-def make_notifier(
-    config: ApprovalSettings,
-) -> Callable[[CallForApproval, ApprovalRecord], Sequence[Delivery]] | None:
-    """Delivers a new approval request to the rule's channels (else the configured default
-    ones); None when no channel is configured at all."""
-    if not config.channels:
-        return None
-
-    def notify(call: CallForApproval, record: ApprovalRecord) -> Sequence[Delivery]:
-        from trackwrap.approvals import ApprovalNotice, Delivery, notify_all
-
-        unknown = config.unknown(call.notify)
-        deliveries = [Delivery(channel=name, ok=False, attempts=0, status=None,
-                               error="no such channel in approvals.yaml") for name in unknown]
-        notice = ApprovalNotice(
-            approval_id=record.id, session=call.session, requester=call.requester,
-            server=call.server, tool=call.tool, kind=call.kind, target=call.target,
-            summary=call.summary, action_hash=call.action_hash, rule=call.rule,
-            reason=call.reason, approvers=call.approvers, workspace=call.workspace,
-            requested_ms=record.requested_ms, expires_ms=record.expires_ms,
-        )
-        return deliveries + notify_all(config.channels_for(call.notify), notice)
-
-    return notify
 
 
 # ----------------------------------------------------------------------------------- commands
@@ -115,7 +43,7 @@ def _ledger_and_key(settings: Settings) -> tuple[Ledger, SigningKey]:
     keys = KeyStore(settings.home, backend=settings.key_backend,
                     warn=lambda m: print(m, file=sys.stderr))  # noqa: T201 - stderr
     device = keys.device_key()
-    return Ledger.open(settings.ledger_path, signer=lambda: device, clock_ms=_now_ms), device
+    return Ledger.open(settings.ledger_path, signer=lambda: device, clock_ms=now_ms), device
 
 
 def _when(ms: int | None) -> str:
@@ -181,7 +109,7 @@ def approvals_list(
     from rich.table import Table
 
     table = Table("id", "state", "requester", "call", "rule", "when")
-    now = _now_ms()
+    now = now_ms()
     for record in records:
         info = approval_json(record)
         decided = info["decision"]
@@ -226,7 +154,7 @@ def _decide(approval_id: str, *, verdict: str, reason: str, key_file: Path | Non
         from trackwrap.approvals import sign_decision
 
         trial = sign_decision(key, record, verdict=verdict, approver=approver, reason=reason,
-                              decided_ms=_now_ms())
+                              decided_ms=now_ms())
         try:
             verify_decision(trial.envelope, record, keys=keys, requester=requester)
         except SignatureError as exc:

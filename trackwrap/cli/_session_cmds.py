@@ -660,7 +660,9 @@ def render_diagnosis(d: dict[str, Any], console: Console) -> None:
         f"developer  {d['developer'] or '-'}\nrole       {m['role'] or '-'} / {m['workspace']}\n"
         f"publisher  {m['publisher'] or '-'} {m['signed_by'] or ''}\nduration   {d['duration']}\n"
         f"tool calls {d['tool_calls']['attempted']} attempted, "
-        f"{d['tool_calls']['allowed']} allowed, {d['tool_calls']['denied']} denied",
+        f"{d['tool_calls']['allowed']} allowed, {d['tool_calls']['denied']} denied"
+        + (f", {held} held for approval" if (held := d['tool_calls'].get('held_for_approval'))
+           else ""),
         title="diagnose",
     ))
     for e in d["events"]:
@@ -669,7 +671,8 @@ def render_diagnosis(d: dict[str, Any], console: Console) -> None:
         style = {"drift_event": "bold yellow", "session_close": "bold blue",
                  "session_start": "bold blue"}.get(kind, "")
         if kind in ("tool_call", "decision"):
-            style = "bold red" if e.get("decision") != "allow" else "green"
+            style = {"allow": "green", "require_approval": "bold yellow"}.get(
+                e.get("decision", ""), "bold red")
             line.append(f"{e.get('decision', '').upper():<6}", style=style)
             line.append(f" {e.get('tool', '')} {e.get('target', '')}  rule: {e.get('rule', '')}")
         else:

@@ -186,7 +186,7 @@ def _build_governor(
     env: Mapping[str, str],
     sink: StderrSink,
 ) -> Governor:
-    from trackwrap.cli._approval_cmds import approval_desk, approval_settings, make_notifier
+    from trackwrap.cli._approval_wiring import approval_desk, approval_settings, make_notifier
     from trackwrap.cli._build import build_governance, context_factory
     from trackwrap.cli._roles import known_roles, role_manifest, trust_store
     from trackwrap.config import infer_server_name

@@ -48,7 +48,8 @@ def build_diagnosis(
     genesis = events[0]
     start_ms = _int(genesis.get("ts_ms"))
     last_ms = max((_int(e.get("ts_ms"), start_ms) for e in events), default=start_ms)
-    counts = {"attempted": 0, "allowed": 0, "denied": 0}
+    counts = {"attempted": 0, "allowed": 0, "denied": 0, "held_for_approval": 0}
+    held: set[str] = set()
     state = {"writes": 0, "deletes": 0, "commits": 0, "pushes": 0}
     timeline: list[dict[str, Any]] = []
     chain: list[str] = []
@@ -68,7 +69,7 @@ def build_diagnosis(
         kind = event.get("kind")
         t = format_offset(_int(event.get("ts_ms"), start_ms) - start_ms)
         if kind == "tool_call.decision":
-            _count(event, counts, state)
+            _count(event, counts, state, held)
             drift = event.get("drift")
             entry = {
                 "t": t, "kind": "tool_call" if not isinstance(drift, Mapping) else "decision",
@@ -83,12 +84,20 @@ def build_diagnosis(
                     "pattern": _str(drift.get("pattern")), "detail": _str(drift.get("detail")),
                 })
                 drifts.extend(_drift_sentences(t, event, drift))
+            elif event.get("decision") == "require_approval":
+                pass  # told by the approval's own events
             elif not event.get("forwarded"):
                 other_denies.append(
                     f"At t={t}, {entry['tool']} {entry['target']} was denied by rule "
                     f"{entry['rule']}: {_str(event.get('reason'))}.".replace("  ", " ")
                 )
             timeline.append(entry)
+        elif isinstance(kind, str) and kind.startswith("approval."):
+            step, sentence = _approval_step(t, event, root)
+            if step is not None:
+                timeline.append(step)
+            if sentence:
+                other_denies.append(sentence)
         elif kind == "session.end":
             closed = event
             timeline.append({"t": t, "kind": "session_close",
@@ -129,8 +138,22 @@ def _relative(target: str, root: str) -> str:
     return target
 
 
-def _count(event: Mapping[str, Any], counts: dict[str, int], state: dict[str, int]) -> None:
-    counts["attempted"] += 1
+def _count(
+    event: Mapping[str, Any], counts: dict[str, int], state: dict[str, int], held: set[str]
+) -> None:
+    """Count one decision. A call held for approval is one attempt: its later decision (same
+    trace) moves it from held to allowed or denied."""
+    trace = _str(event.get("trace"))
+    if trace and trace in held:
+        held.discard(trace)
+        counts["held_for_approval"] -= 1
+    else:
+        counts["attempted"] += 1
+    if event.get("decision") == "require_approval" and not event.get("forwarded"):
+        counts["held_for_approval"] += 1
+        if trace:
+            held.add(trace)
+        return
     if not event.get("forwarded"):
         counts["denied"] += 1
         return
@@ -144,6 +167,41 @@ def _count(event: Mapping[str, Any], counts: dict[str, int], state: dict[str, in
         state["commits"] += 1
     elif kind == "git.push":
         state["pushes"] += 1
+
+
+def _approval_step(
+    t: str, event: Mapping[str, Any], root: str
+) -> tuple[dict[str, Any] | None, str]:
+    """An approval event as a timeline entry and a sentence of the causal chain."""
+    kind = _str(event.get("kind")).removeprefix("approval.")
+    approval = _str(event.get("approval_id"))
+    step: dict[str, Any] = {"t": t, "kind": "approval", "step": kind, "approval_id": approval}
+    if kind == "requested":
+        what = f"{_str(event.get('action_kind'))} {_relative(_str(event.get('target')), root)}"
+        groups = event.get("approvers")
+        who = (f"approval by {' or '.join(str(g) for g in groups)}"
+               if isinstance(groups, list) and groups else "a person's approval")
+        step.update(tool=_str(event.get("action_kind")), rule=_str(event.get("rule")))
+        return step, (f"At t={t}, {what.strip()} needed {who} (rule "
+                      f"{_str(event.get('rule'))}); approval {approval} was requested.")
+    if kind == "decided":
+        verdict = "approved" if event.get("verdict") == "approve" else "denied"
+        reason = _str(event.get("reason"))
+        step.update(verdict=verdict, approver=_str(event.get("approver")))
+        return step, (f"At t={t}, {_str(event.get('approver'))} {verdict} {approval} "
+                      f"(signed decision){': ' + reason if reason else ''}.")
+    if kind == "notified":
+        step.update(channel=_str(event.get("channel")), ok=bool(event.get("ok")))
+        return step, ""
+    sentences = {
+        "redeemed": f"At t={t}, the approved call went through, once ({approval}).",
+        "expired": f"At t={t}, approval {approval} expired without a decision.",
+        "rejected": (f"At t={t}, a decision on {approval} was refused: "
+                     f"{_str(event.get('problem'))}."),
+    }
+    if kind in sentences:
+        return step, sentences[kind]
+    return None, ""
 
 
 def _opening(genesis: Mapping[str, Any]) -> str:
