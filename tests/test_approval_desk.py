@@ -186,3 +186,12 @@ def test_a_forged_state_is_rejected_and_closed(desk: Desk) -> None:
     desk.desk.reject(found)
     assert desk.desk.store.get(record.id).state == "denied"  # type: ignore[union-attr]
     assert desk.desk.store.open_for(SESSION, record.action_hash) is None
+
+
+def test_no_decision_on_an_approval_whose_session_is_closed(desk: Desk, key: SigningKey) -> None:
+    record, _ = desk.desk.ask(call())
+    desk.ledger.close_session(SESSION, reason="done")
+    with pytest.raises(ConfigError, match="is closed"):
+        desk.desk.decide(record.id, key=key, verdict="approve", approver="dev@acme.com",
+                         reason="")
+    assert desk.desk.store.get(record.id).state == "pending"  # type: ignore[union-attr]

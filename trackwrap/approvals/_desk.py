@@ -22,7 +22,7 @@ from trackwrap.approvals._decision import (
     verify_decision,
 )
 from trackwrap.crypto import SigningKey
-from trackwrap.errors import ConfigError, SignatureError
+from trackwrap.errors import ConfigError, LedgerError, SignatureError
 from trackwrap.ledger import ApprovalRecord, Ledger
 
 __all__ = [
@@ -72,9 +72,12 @@ class ApprovalStore(Protocol):
         state: str,
         event: Mapping[str, object] | None,
         unexpired: bool = False,
+        open_session: bool = False,
         columns: Mapping[str, object] | None = None,
     ) -> ApprovalRecord | None:
-        """Move ``expect`` → ``state``; None if it was not in ``expect`` (or had expired)."""
+        """Move ``expect`` → ``state``; None if it was not in ``expect`` (or had expired).
+        With ``open_session``, refuse (an :class:`~trackwrap.errors.Error`) when the
+        approval's session is closed."""
         ...
 
 
@@ -108,11 +111,12 @@ class LedgerApprovals:
         state: str,
         event: Mapping[str, object] | None,
         unexpired: bool = False,
+        open_session: bool = False,
         columns: Mapping[str, object] | None = None,
     ) -> ApprovalRecord | None:
         return self._ledger.transition_approval(
             approval_id, expect=expect, state=state, event=event, unexpired=unexpired,
-            columns=columns,
+            open_session=open_session, columns=columns,
         )
 
 
@@ -302,14 +306,17 @@ class ApprovalDesk:
         signed = sign_decision(key, record, verdict=verdict, approver=approver, reason=reason,
                                decided_ms=now)
         state = "approved" if signed.approved else "denied"
-        done = self._store.transition(
-            approval_id, expect="pending", state=state, unexpired=True,
-            event={"kind": "approval.decided", "approval_id": approval_id,
-                   "action_hash": record.action_hash, "verdict": signed.verdict,
-                   "approver": approver, "key_id": signed.key_id, "reason": signed.reason,
-                   "envelope": signed.envelope_json()},
-            columns={"decision": signed.envelope, "approver": approver, "decided_ms": now},
-        )
+        try:
+            done = self._store.transition(
+                approval_id, expect="pending", state=state, unexpired=True, open_session=True,
+                event={"kind": "approval.decided", "approval_id": approval_id,
+                       "action_hash": record.action_hash, "verdict": signed.verdict,
+                       "approver": approver, "key_id": signed.key_id, "reason": signed.reason,
+                       "envelope": signed.envelope_json()},
+                columns={"decision": signed.envelope, "approver": approver, "decided_ms": now},
+            )
+        except LedgerError as exc:
+            raise ConfigError(str(exc)) from exc
         if done is None:
             current = self.refresh(record)
             raise ConfigError(f"approval {approval_id} is {current.state}, not pending")

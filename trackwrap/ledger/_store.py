@@ -609,6 +609,7 @@ class Ledger:
         state: str,
         event: Mapping[str, object] | None,
         unexpired: bool = False,
+        open_session: bool = False,
         sync: bool = True,
         columns: Mapping[str, object] | None = None,
     ) -> ApprovalRecord | None:
@@ -616,10 +617,12 @@ class Ledger:
         and append ``event`` to its session, in one transaction. Returns the updated record, or
         None if it was not in ``expect`` any more (someone else won) — or, with ``unexpired``,
         if its time is up. ``event`` is skipped when the session has been closed meanwhile
-        (an approval can still expire after its session ended).
+        (an approval can still expire after its session ended) — unless ``open_session``: then
+        a closed session is an error and nothing changes.
 
         Raises:
-            LedgerError: unknown columns, bad event, SQLite failure.
+            LedgerError: unknown columns, bad event, SQLite failure, or (``open_session``) the
+                approval's session is closed.
         """
         columns = {} if columns is None else dict(columns)
         unknown = sorted(set(columns) - _APPROVAL_SETTABLE)
@@ -641,10 +644,12 @@ class Ledger:
                 (approval_id,),
             ).fetchone()
             record = ApprovalRecord.from_row(row)
-            if fields is not None:
-                tip = self._tip(txn, record.session)
-                if tip is not None and not tip.closed:
-                    self._append_locked(txn, record.session, tip, fields)
+            tip = self._tip(txn, record.session)
+            if open_session and (tip is None or tip.closed):
+                raise LedgerError(f"session {record.session} is closed; no call can use "
+                                  f"approval {approval_id} any more")
+            if fields is not None and tip is not None and not tip.closed:
+                self._append_locked(txn, record.session, tip, fields)
             return record
 
     @staticmethod
