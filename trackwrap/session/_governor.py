@@ -166,7 +166,7 @@ class ApprovalWait:
 
     wait_s: float = 45.0
     progress_s: float = 5.0
-    poll_s: float = 0.2
+    poll_s: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,7 +457,9 @@ class Governor:
         how = "timed_out"
         try:
             while True:
-                await anyio.sleep(self._wait.poll_s)
+                now = time.monotonic()
+                await anyio.sleep(max(0.0, min(self._wait.poll_s, deadline - now,
+                                               next_progress - now)))
                 record = desk.store.get(hold.approval_id)
                 if record is None:
                     raise LedgerError(f"approval {hold.approval_id} disappeared")
