@@ -1,5 +1,9 @@
-"""trackwrap.approvals: pending approvals, their settings and the notifications they send.
+"""trackwrap.approvals: calls that need a person's approval, decided with signed decisions.
 
+:class:`ApprovalDesk` asks once per identical call (session + action hash), expires, verifies
+decisions (:func:`verify_decision`: trusted approver, approver group, ``separate_approver``, made
+in time, for exactly this approval) and redeems an approval once; it works over an
+:class:`ApprovalStore`, kept locally in the ledger by :class:`LedgerApprovals`.
 ``approvals.yaml`` (:func:`load_approval_settings`) says how long a call waits for a decision and
 which channels hear about it; :func:`deliver` and :func:`notify_all` send an
 :class:`ApprovalNotice` to a :class:`Channel` — a Standard Webhooks endpoint (signed with
