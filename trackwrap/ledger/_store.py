@@ -43,6 +43,7 @@ from trackwrap.ledger._sessions import SessionKind, SessionState, Usage
 
 if TYPE_CHECKING:
     from trackwrap.crypto import SigningKey
+    from trackwrap.ledger._segments import Segment
 
 __all__ = ["Appended", "Ledger", "SessionSummary", "StoredEvent"]
 
@@ -887,6 +888,20 @@ class Ledger:
                 )
             result.append(StoredEvent(session=name, seq=seq, body=body, raw=raw))
         return result
+
+    def segments(self, session: str, *, after_seq: int = -1) -> list[Segment]:
+        """The sealed segments of ``session`` whose records come after ``after_seq``."""
+        from trackwrap.ledger._segments import split_segments  # it builds on the verifier
+
+        with self._read("read segments") as conn:
+            rows = conn.execute(
+                "SELECT seq, body FROM events WHERE session = ? AND seq > ? ORDER BY seq",
+                (session, after_seq),
+            ).fetchall()
+        return split_segments(session, [
+            (seq, bytes(body) if isinstance(body, bytes) else str(body).encode("utf-8"))
+            for seq, body in rows
+        ], after_seq=after_seq)
 
     def close(self) -> None:
         """Close the database handle (after a :meth:`flush`); idempotent."""
