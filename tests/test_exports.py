@@ -20,6 +20,7 @@ PACKAGES = [
     "trackwrap.policy",
     "trackwrap.relay",
     "trackwrap.session",
+    "trackwrap.sync",
 ]
 
 

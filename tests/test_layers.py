@@ -20,10 +20,11 @@ FORBIDDEN = {
     "session": {"cli"},
     "manifest": {"relay", "ledger", "session", "cli"},
     "approvals": {"relay", "session", "cli", "policy", "inspectors"},
+    "sync": {"relay", "session", "cli", "policy", "inspectors", "approvals"},
 }
 # third-party libraries and their one home
 HOMES = {"typer": {"cli"}, "rich": {"cli"}, "cryptography": {"crypto"}, "keyring": {"crypto"},
-         "sqlite3": {"ledger"}, "yaml": {"config"}, "mcp": {"cli"}, "httpx": {"approvals"}}
+         "sqlite3": {"ledger"}, "yaml": {"config"}, "mcp": {"cli"}, "httpx": {"approvals", "sync"}}
 
 
 def imports(path: Path) -> set[str]:
@@ -60,7 +61,8 @@ def test_the_wrapper_path_imports_no_cli_toolkit_or_sdk():
     code = (
         "import sys\n"
         "import trackwrap.cli._wrap, trackwrap.cli._build, trackwrap.cli._approval_wiring\n"
-        "import trackwrap.session, trackwrap.approvals, trackwrap.relay\n"
+        "import trackwrap.cli._collector_wiring\n"
+        "import trackwrap.session, trackwrap.approvals, trackwrap.relay, trackwrap.sync\n"
         "heavy = sorted({'typer', 'rich', 'mcp', 'httpx'} & set(sys.modules))\n"
         "assert not heavy, heavy\n"
     )

@@ -315,13 +315,14 @@ def test_ledger_file_is_private_and_wal(open_ledger, db: Path) -> None:
     assert db.stat().st_mode & 0o077 == 0
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    assert conn.execute("PRAGMA user_version").fetchone() == (5,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (6,)
     assert conn.execute("SELECT name FROM migrations").fetchall() == [
         ("0001_initial",),
         ("0002_session_rows",),
         ("0003_tool_pins",),
         ("0004_pin_approved_json",),
         ("0005_approvals",),
+        ("0006_receipts",),
     ]
     conn.close()
 

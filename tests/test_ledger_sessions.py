@@ -298,8 +298,10 @@ def test_migration_fills_in_sessions_of_an_older_ledger(db: Path, key: SigningKe
         ALTER TABLE sessions DROP COLUMN bytes_out;
         DROP TABLE pins;
         DROP TABLE approvals;
+        DROP TABLE receipts;
         DELETE FROM migrations WHERE name IN ('0002_session_rows', '0003_tool_pins',
-                                              '0004_pin_approved_json', '0005_approvals');
+                                              '0004_pin_approved_json', '0005_approvals',
+                                              '0006_receipts');
         PRAGMA user_version = 1;
         """
     )
@@ -318,7 +320,7 @@ def test_migration_fills_in_sessions_of_an_older_ledger(db: Path, key: SigningKe
     assert report.exit_code == 0, json.dumps(report.to_json())
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (5,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (6,)
     finally:
         conn.close()
 

@@ -31,6 +31,7 @@ __all__ = [
     "ApprovalStore",
     "CallForApproval",
     "LedgerApprovals",
+    "RemoteApprovals",
     "Standing",
     "Status",
     "new_approval_id",
@@ -78,6 +79,18 @@ class ApprovalStore(Protocol):
         """Move ``expect`` → ``state``; None if it was not in ``expect`` (or had expired).
         With ``open_session``, refuse (an :class:`~trackwrap.errors.Error`) when the
         approval's session is closed."""
+        ...
+
+
+class RemoteApprovals(Protocol):
+    """Where approvals are also decided (the collector): requests go out, decisions come in."""
+
+    def publish(self, record: ApprovalRecord) -> None:
+        """Make a new request visible there (idempotent by id)."""
+        ...
+
+    def decision(self, approval_id: str, *, wait_s: float) -> tuple[str, str | None]:
+        """``(state, signed decision envelope or None)``, waiting up to ``wait_s``."""
         ...
 
 
@@ -279,6 +292,31 @@ class ApprovalDesk:
                    "problem": (standing.problem or "")[:500]},
             columns={"reported": 1},
         )
+
+    def record_remote(self, approval_id: str, state: str, envelope: str | None) -> bool:
+        """Record a decision made elsewhere (the collector) exactly as it was signed, with an
+        ``approval.decided`` event; whether it counts is checked when a call uses it, as for
+        any decision. Returns whether it was recorded (the approval was still pending here)."""
+        if state not in ("approved", "denied") or envelope is None:
+            return False
+        try:
+            signed = read_decision(envelope)
+        except SignatureError:
+            return False
+        record = self._store.get(approval_id)
+        if record is None:
+            return False
+        done = self._store.transition(
+            approval_id, expect="pending", state=state,
+            event={"kind": "approval.decided", "approval_id": approval_id,
+                   "action_hash": record.action_hash, "verdict": signed.verdict,
+                   "approver": signed.approver, "key_id": signed.key_id,
+                   "reason": signed.reason, "source": "collector",
+                   "envelope": signed.envelope_json()},
+            columns={"decision": envelope, "approver": signed.approver,
+                     "decided_ms": signed.decided_ms},
+        )
+        return done is not None
 
     # -- the approver's side --------------------------------------------------------------------
 

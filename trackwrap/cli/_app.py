@@ -18,6 +18,7 @@ from trackwrap.cli._approval_cmds import register as register_approvals
 from trackwrap.cli._render import event_line
 from trackwrap.cli._session_cmds import register
 from trackwrap.cli._settings import load_settings, resolve_workspace
+from trackwrap.cli._sync_cmds import register as register_sync
 from trackwrap.cli._usage import HELP
 from trackwrap.errors import ConfigError, Error
 
@@ -35,6 +36,7 @@ audit_app = typer.Typer(help="Show and verify the audit ledger.", no_args_is_hel
 app.add_typer(audit_app, name="audit")
 register(app)
 register_approvals(app)
+register_sync(app)
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)

@@ -14,7 +14,7 @@ from rich.text import Text
 from trackwrap.cli._render import event_line
 from trackwrap.cli._settings import Settings
 from trackwrap.crypto import SigningKey
-from trackwrap.errors import ConfigError, KeyStoreError
+from trackwrap.errors import ConfigError, KeyStoreError, SignatureError
 from trackwrap.ledger import Ledger, StoredEvent, verify_ledger
 
 __all__ = ["open_ledger_readonly", "show_events", "verify_command"]
@@ -72,6 +72,21 @@ def show_events(
         ledger.close()
 
 
+def _collector_keys(settings: Settings) -> dict[str, bytes] | None:
+    """The pinned collector key (``collector.key``), to check receipts' signatures with."""
+    from trackwrap.config import UserConfig
+    from trackwrap.crypto import key_id_for
+
+    text = UserConfig.load(settings.config_path).collector_key
+    if text is None:
+        return None
+    try:
+        raw = base64.b64decode(text.removeprefix("ed25519:"), validate=True)
+        return {key_id_for(raw): raw}
+    except (ValueError, SignatureError) as exc:
+        raise ConfigError(f"collector.key is not an Ed25519 public key: {exc}") from exc
+
+
 def _parse_keys(specs: list[str]) -> dict[str, bytes]:
     keys: dict[str, bytes] = {}
     for spec in specs:
@@ -97,7 +112,8 @@ def verify_command(
     if not settings.ledger_path.exists():
         raise ConfigError(f"no audit ledger at {settings.ledger_path} to verify")
     trusted = _parse_keys(public_keys) if public_keys else None
-    report = verify_ledger(settings.ledger_path, session=session, trusted_keys=trusted)
+    report = verify_ledger(settings.ledger_path, session=session, trusted_keys=trusted,
+                           collector_keys=_collector_keys(settings))
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")
         return report.exit_code
@@ -110,6 +126,8 @@ def verify_command(
         line.append(f" {verdict.session}: {verdict.events} events, ")
         line.append(f"verified through seq {verdict.verified_through_seq}", style="bold")
         line.append(f", sealed through seq {verdict.sealed_through_seq}", style="dim")
+        if verdict.witnessed_through_seq is not None:
+            line.append(f", witnessed through seq {verdict.witnessed_through_seq}", style="bold")
         console.print(line)
         for issue in verdict.issues:
             console.print(

@@ -38,6 +38,10 @@ class Settings:
     def trust_path(self) -> Path:
         return self.home / "trust.yaml"
 
+    @property
+    def config_path(self) -> Path:
+        return self.home / "config.yaml"
+
 
 def _default_home(environ: Mapping[str, str]) -> Path:
     user_home = Path(environ.get("HOME") or Path.home())

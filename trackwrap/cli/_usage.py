@@ -44,6 +44,8 @@ COMMANDS = (
     ("approvals", "Calls waiting for a person's approval, and the decisions."),
     ("approve", "Approve a pending call: the same call then goes through, once."),
     ("deny", "Deny a pending call: the agent is told why."),
+    ("sync", "Send sealed audit segments to the collector; see what is witnessed."),
+    ("config", "trackwrap's settings (the collector's URL; its token goes to the keyring)."),
     ("token", "Execution tokens, for upstreams that check them."),
     ("version", "Print trackwrap's version."),
 )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from trackwrap import __version__
 from trackwrap.cli._settings import Settings, load_settings, resolve_workspace
 from trackwrap.cli._usage import WRAP_USAGE
-from trackwrap.errors import ConfigError
+from trackwrap.errors import ConfigError, Error
 from trackwrap.relay._framing import DEFAULT_MAX_LINE
 from trackwrap.relay._process import Child, child_environment, resolve_command, spawn_child
 
@@ -188,6 +188,7 @@ def _build_governor(
 ) -> Governor:
     from trackwrap.cli._approval_wiring import approval_desk, approval_settings, make_notifier
     from trackwrap.cli._build import build_governance, context_factory
+    from trackwrap.cli._collector_wiring import RemoteApprovals, background_sync, collector_setup
     from trackwrap.cli._roles import known_roles, role_manifest, trust_store
     from trackwrap.config import infer_server_name
     from trackwrap.crypto import mint_token
@@ -238,6 +239,11 @@ def _build_governor(
             say=sink.say,
         )
         key = signer()  # loaded here, off the relay's path, so the first call does not wait
+        try:
+            collector = collector_setup(settings, env)
+        except Error as exc:  # the collector is optional: say why it is not used, go on
+            sink.say(f"not syncing to the collector: {exc}")
+            collector = None
     except BaseException:
         ledger.close()
         raise
@@ -261,6 +267,8 @@ def _build_governor(
                                    progress_s=approvals.progress_s),
         notify=make_notifier(approvals),
         workspace=workspace,
+        sync=background_sync(settings, ledger, key, collector) if collector else None,
+        remote=RemoteApprovals(collector) if collector else None,
     )
 
 

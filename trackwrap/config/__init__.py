@@ -8,11 +8,14 @@ from trackwrap.config._loaders import (
     load_server_profiles,
 )
 from trackwrap.config._staged import StagedReader
+from trackwrap.config._user import USER_KEYS, UserConfig
 from trackwrap.config._yaml import YamlDocument, load_yaml, load_yaml_bytes
 
 __all__ = [
+    "USER_KEYS",
     "RealFileSystem",
     "StagedReader",
+    "UserConfig",
     "YamlDocument",
     "default_profiles_dir",
     "infer_server_name",

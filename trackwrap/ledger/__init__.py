@@ -5,7 +5,7 @@ The only home of ``sqlite3`` in trackwrap (besides the collector's storage).
 
 from trackwrap.ledger._approvals import APPROVAL_STATES, ApprovalRecord
 from trackwrap.ledger._pins import Pin, PinReview
-from trackwrap.ledger._receipts import RECEIPT_PAYLOAD_TYPE, Receipt, read_receipt, sign_receipt
+from trackwrap.ledger._receipts import Receipt, read_receipt, sign_receipt
 from trackwrap.ledger._segments import (
     ChainHead,
     Segment,
@@ -19,7 +19,6 @@ from trackwrap.ledger._verify import SessionVerdict, VerifyIssue, VerifyReport, 
 
 __all__ = [
     "APPROVAL_STATES",
-    "RECEIPT_PAYLOAD_TYPE",
     "Appended",
     "ApprovalRecord",
     "ChainHead",

@@ -151,6 +151,27 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "CREATE INDEX approvals_state ON approvals (state, expires_ms)",
         ),
     ),
+    (
+        "0006_receipts",
+        (
+            # Collector receipts: a collector's signed statement that it holds a session's chain
+            # through ``seq`` (whose record hash is ``chain_tip``). ``verify`` holds the local
+            # chain to them; a segment without a receipt is still to be sent.
+            """
+            CREATE TABLE receipts (
+                session TEXT NOT NULL,
+                segment INTEGER NOT NULL,
+                seq INTEGER NOT NULL,
+                chain_tip TEXT NOT NULL,
+                segment_hash TEXT NOT NULL,
+                collector TEXT NOT NULL,
+                envelope TEXT NOT NULL,
+                received_ms INTEGER NOT NULL,
+                PRIMARY KEY (session, segment)
+            ) WITHOUT ROWID
+            """,
+        ),
+    ),
 )
 
 

@@ -43,6 +43,7 @@ from trackwrap.ledger._sessions import SessionKind, SessionState, Usage
 
 if TYPE_CHECKING:
     from trackwrap.crypto import SigningKey
+    from trackwrap.ledger._receipts import Receipt
     from trackwrap.ledger._segments import Segment
 
 __all__ = ["Appended", "Ledger", "SessionSummary", "StoredEvent"]
@@ -902,6 +903,41 @@ class Ledger:
             (seq, bytes(body) if isinstance(body, bytes) else str(body).encode("utf-8"))
             for seq, body in rows
         ], after_seq=after_seq)
+
+    def store_receipt(self, receipt: Receipt) -> None:
+        """Keep a collector's receipt for one segment (a later identical one is a no-op).
+
+        Raises:
+            LedgerError: the receipt does not match this ledger's record at its seq (the
+                collector holds something else), or SQLite fails.
+        """
+        with self._write("store a receipt") as txn:
+            row = txn.execute("SELECT body FROM events WHERE session = ? AND seq = ?",
+                              (receipt.session, receipt.seq)).fetchone()
+            body = None if row is None else row[0]
+            raw = bytes(body) if isinstance(body, bytes) else str(body).encode("utf-8")
+            if body is None or record_hash(raw) != receipt.chain_tip:
+                raise LedgerError(
+                    f"receipt for {receipt.session} seq {receipt.seq} names a chain tip this "
+                    "ledger does not have there"
+                )
+            txn.execute(
+                "INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (receipt.session, receipt.segment, receipt.seq, receipt.chain_tip,
+                 receipt.segment_hash, receipt.collector, receipt.envelope,
+                 receipt.received_at_ms),
+            )
+
+    def receipts(self, session: str | None = None) -> list[Receipt]:
+        """Stored receipts (of one session, or all), by session and seq."""
+        from trackwrap.ledger._receipts import read_receipt
+
+        with self._read("read receipts") as conn:
+            rows = conn.execute(
+                "SELECT envelope FROM receipts WHERE ?1 IS NULL OR session = ?1 "
+                "ORDER BY session, seq", (session,),
+            ).fetchall()
+        return [read_receipt(str(envelope), keys=None) for (envelope,) in rows]
 
     def close(self) -> None:
         """Close the database handle (after a :meth:`flush`); idempotent."""

@@ -10,7 +10,8 @@ wall-clock truth need state held elsewhere (collector receipts, timestamps). Hen
 
 Codes (severity): ``PARSE``, ``NON_CANONICAL``, ``FOREIGN_SESSION``, ``SEQ_GAP_OR_REORDER``,
 ``CHAIN_BREAK``, ``NO_GENESIS``, ``SEAL_MISMATCH``, ``SEAL_CHAIN_BREAK``, ``SEAL_BAD_SIGNATURE``,
-``SEAL_KEY_INVALID``, ``RECORD_AFTER_FINAL_SEAL`` (fail); ``UNSEALED_TAIL``, ``CLOCK_ANOMALY``,
+``SEAL_KEY_INVALID``, ``RECORD_AFTER_FINAL_SEAL``, ``WITNESSED_TRUNCATED``,
+``WITNESSED_REWRITTEN``, ``RECEIPT_INVALID`` (fail); ``UNSEALED_TAIL``, ``CLOCK_ANOMALY``,
 ``COUNTER_MISMATCH`` (warn).
 
 ``COUNTER_MISMATCH``: the session's derived ``tool_calls`` / ``bytes_out`` counters (which budget
@@ -94,6 +95,9 @@ class SessionVerdict:
     issues: list[VerifyIssue]
     chain_tip: str | None = None
     issues_omitted: int = 0
+    witnessed_through_seq: int | None = None
+    """The last seq a collector receipt vouches for that the ledger still holds unchanged (None:
+    no receipts for this session)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +131,16 @@ def verify_ledger(
     *,
     session: str | None = None,
     trusted_keys: Mapping[str, bytes] | None = None,
+    collector_keys: Mapping[str, bytes] | None = None,
 ) -> VerifyReport:
     """Verify the ledger at ``path`` from its raw rows (opened read-only).
 
     Seal keys come from ``trusted_keys`` (key id -> 32 raw public bytes) when given, else from the
     ledger's own ``keys`` table, which only proves consistency, not who sealed.
+
+    Collector receipts stored with the ledger are witnesses: a witnessed record that is gone
+    (``WITNESSED_TRUNCATED``) or differs (``WITNESSED_REWRITTEN``) is a failure. With
+    ``collector_keys`` each receipt's signature is checked too (``RECEIPT_INVALID``).
 
     Raises:
         LedgerError: the file is missing or unreadable, or ``session`` is not in it.
@@ -144,7 +153,8 @@ def verify_ledger(
     except sqlite3.Error as exc:
         raise translate_sqlite_error(exc, path=path, doing="open for verification") from exc
     try:
-        return _verify(conn, session=session, trusted_keys=trusted_keys, path=path)
+        return _verify(conn, session=session, trusted_keys=trusted_keys, path=path,
+                       collector_keys=collector_keys)
     except sqlite3.Error as exc:
         raise translate_sqlite_error(exc, path=path, doing="read for verification") from exc
     finally:
@@ -157,6 +167,7 @@ def _verify(
     session: str | None,
     trusted_keys: Mapping[str, bytes] | None,
     path: Path,
+    collector_keys: Mapping[str, bytes] | None = None,
 ) -> VerifyReport:
     conn.execute("PRAGMA query_only = ON")
     conn.execute("BEGIN")  # one consistent snapshot of every table
@@ -168,11 +179,28 @@ def _verify(
     source: KeysSource = "ledger" if trusted_keys is None else "trusted"
     keys = _ledger_keys(conn) if trusted_keys is None else dict(trusted_keys)
     counters = _stored_counters(conn)
+    witnesses = _stored_receipts(conn)
     verdicts = []
     for name in names:
         rows = conn.execute("SELECT seq, body FROM events WHERE session = ? ORDER BY seq", (name,))
-        verdicts.append(_SessionChecker(name, keys, counters=counters.get(name)).run(rows))
+        checker = _SessionChecker(name, keys, counters=counters.get(name))
+        checker.witness(witnesses.get(name, []), collector_keys)
+        verdicts.append(checker.run(rows))
     return VerifyReport(sessions=verdicts, keys_source=source)
+
+
+def _stored_receipts(conn: sqlite3.Connection) -> dict[str, list[tuple[int, str, str]]]:
+    """Each session's receipts as (seq, chain tip, envelope); none from an older ledger."""
+    try:
+        rows = conn.execute(
+            "SELECT session, seq, chain_tip, envelope FROM receipts ORDER BY session, seq"
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    found: dict[str, list[tuple[int, str, str]]] = {}
+    for name, seq, tip, envelope in rows:
+        found.setdefault(str(name), []).append((int(seq), str(tip), str(envelope)))
+    return found
 
 
 def _session_names(conn: sqlite3.Connection) -> list[str]:
@@ -253,10 +281,32 @@ class _SessionChecker:
     # usage summed over the records
     tool_calls: int = 0
     bytes_out: int = 0
+    # collector receipts: seq -> the chain tip it vouches for
+    witnessed: dict[int, str] = field(default_factory=dict)
+    witnessed_ok: int | None = None
+
+    def witness(
+        self, receipts: Iterable[tuple[int, str, str]], keys: Mapping[str, bytes] | None
+    ) -> None:
+        """Hold the chain to these receipts (seq, chain tip, envelope) as well."""
+        from trackwrap.ledger._receipts import read_receipt
+
+        for seq, tip, envelope in receipts:
+            try:
+                receipt = read_receipt(envelope, keys=keys)
+            except SignatureError as exc:
+                self._fail("RECEIPT_INVALID", seq, f"receipt for seq {seq}: {exc}", bound=-1)
+                continue
+            if (receipt.session, receipt.seq, receipt.chain_tip) != (self.session, seq, tip):
+                self._fail("RECEIPT_INVALID", seq, "receipt row and envelope disagree",
+                           bound=-1)
+                continue
+            self.witnessed[seq] = tip
 
     def run(self, rows: Iterable[tuple[object, object]]) -> SessionVerdict:
         for row_seq, stored in rows:
             self._row(row_seq, stored)
+        self._check_witnessed_tail()
         if self.count == 0:
             self._fail("NO_GENESIS", None, "session has no records", bound=-1)
         elif self.final_seq is None and self.prev_seq > self.last_seal_seq:
@@ -290,7 +340,25 @@ class _SessionChecker:
             issues=self.issues,
             chain_tip=self.prev_hash,
             issues_omitted=self.omitted,
+            witnessed_through_seq=self.witnessed_ok,
         )
+
+    def _check_witness(self, seq: int, digest: str) -> None:
+        tip = self.witnessed.get(seq)
+        if tip is None:
+            return
+        if tip != digest:
+            self._fail("WITNESSED_REWRITTEN", seq, f"seq {seq} differs from what the collector "
+                       "witnessed (its receipt names another hash)",
+                       bound=-1 if self.witnessed_ok is None else self.witnessed_ok)
+        elif self.first_fail_bound is None:
+            self.witnessed_ok = seq
+
+    def _check_witnessed_tail(self) -> None:
+        beyond = [seq for seq in self.witnessed if seq > self.prev_seq]
+        if beyond:
+            self._fail("WITNESSED_TRUNCATED", max(beyond), f"the collector witnessed the chain "
+                       f"through seq {max(beyond)}, but the ledger ends at seq {self.prev_seq}")
 
     # -- findings -------------------------------------------------------------------------------
 
@@ -321,6 +389,8 @@ class _SessionChecker:
             self._advance(row_seq, None, None)
             return
         digest = record_hash(raw)
+        if self.witnessed:
+            self._check_witness(row_seq, digest)
         if self.final_seq is not None and not self.after_final_reported:
             self.after_final_reported = True
             self._fail(

@@ -21,6 +21,7 @@ from trackwrap.approvals import (
     ApprovalDesk,
     CallForApproval,
     Delivery,
+    RemoteApprovals,
     Standing,
     Status,
 )
@@ -203,6 +204,9 @@ class Governor:
         approval_wait: ApprovalWait | None = None,
         notify: Callable[[CallForApproval, ApprovalRecord], Sequence[Delivery]] | None = None,
         workspace: str = "",
+        sync: Callable[[Sequence[str]], object] | None = None,
+        sync_interval_s: float = 15.0,
+        remote: RemoteApprovals | None = None,
     ) -> None:
         self._binder = binder
         self._ledger = ledger
@@ -234,6 +238,11 @@ class Governor:
         self._notices: list[tuple[CallForApproval, ApprovalRecord]] = []
         self._notice_due = anyio.Event()
         self._requesters: dict[str, str] = {}
+        self._sync = sync
+        self._sync_interval_s = sync_interval_s
+        self._sync_due = anyio.Event()
+        self._sync_failure: str | None = None
+        self._remote = remote
 
     @property
     def server(self) -> str:
@@ -450,10 +459,25 @@ class Governor:
         None to forward the call (approved and redeemed), or the answer to send."""
         if not isinstance(hold, Hold) or self._approvals is None:
             raise TypeError("Governor.wait takes the Hold its commit returned")
-        desk = self._approvals
         start = time.monotonic()
         deadline = start + self._wait.wait_s
-        next_progress = start + self._wait.progress_s
+        async with anyio.create_task_group() as companions:
+            if self._remote is not None:
+                companions.start_soon(self._fetch_remote_decision, hold.approval_id, deadline)
+            try:
+                answer = await self._wait_loop(hold, progress, deadline,
+                                               start + self._wait.progress_s)
+            finally:
+                companions.cancel_scope.cancel()
+        return answer
+
+    async def _wait_loop(
+        self, hold: Hold, progress: Callable[[str], Coroutine[Any, Any, None]],
+        deadline: float, next_progress: float,
+    ) -> dict[str, Any] | None:
+        desk = self._approvals
+        if desk is None:  # pragma: no cover - wait checks
+            raise RuntimeError("no approval desk")
         how = "timed_out"
         try:
             while True:
@@ -486,6 +510,25 @@ class Governor:
         finally:
             if how != "decided":
                 self._wait_ended(hold, how)
+
+    async def _fetch_remote_decision(self, approval_id: str, deadline: float) -> None:
+        """While a call waits: long-poll the collector for a decision made there and record it
+        locally, where the wait loop (and any other wrapper) sees it."""
+        remote, desk = self._remote, self._approvals
+        if remote is None or desk is None:  # pragma: no cover - started only with both
+            return
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                state, envelope = await anyio.to_thread.run_sync(
+                    lambda: remote.decision(approval_id, wait_s=min(20.0, left)),
+                    abandon_on_cancel=True)
+            except Exception:  # noqa: BLE001 - the collector is optional; local decisions count
+                await anyio.sleep(min(2.0, max(left, 0)))
+                continue
+            if state != "pending":
+                if not desk.record_remote(approval_id, state, envelope):
+                    self._sink.say(f"approval {approval_id} is {state} at the collector")
+                return
 
     def _wait_ended(self, hold: Hold, how: str) -> None:
         """Record that a held call was answered or dropped while its approval stays open."""
@@ -531,7 +574,7 @@ class Governor:
         return known
 
     def _queue_notice(self, call: CallForApproval, record: ApprovalRecord) -> None:
-        if self._notify is None:
+        if self._notify is None and self._remote is None:
             return
         self._notices.append((call, record))
         self._notice_due.set()
@@ -547,8 +590,15 @@ class Governor:
                     tg.start_soon(self._deliver, call, record)
 
     async def _deliver(self, call: CallForApproval, record: ApprovalRecord) -> None:
+        if self._remote is not None:
+            try:
+                await anyio.to_thread.run_sync(self._remote.publish, record,
+                                               abandon_on_cancel=True)
+            except Exception as exc:  # noqa: BLE001 - the local approval stands regardless
+                self._sink.say(f"could not publish approval {record.id} to the collector: "
+                               f"{exc}")
         notify = self._notify
-        if notify is None:  # pragma: no cover - only queued with a notifier
+        if notify is None:
             return
         try:
             deliveries = await anyio.to_thread.run_sync(notify, call, record)
@@ -841,7 +891,34 @@ class Governor:
         self._flush_due.set()
 
     def background(self) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
-        return (self._seal_periodically, self._flush_when_due, self._send_notices)
+        tasks = [self._seal_periodically, self._flush_when_due, self._send_notices]
+        if self._sync is not None:
+            tasks.append(self._sync_in_background)
+        return tuple(tasks)
+
+    async def _sync_in_background(self) -> None:
+        """Push sealed segments of this wrapper's sessions to the collector, on a worker
+        thread, after seals and every ``sync_interval_s``; the relay never waits for it, and a
+        dead collector changes nothing for the IDE (segments stay until a receipt comes)."""
+        sync = self._sync
+        if sync is None:  # pragma: no cover - only scheduled with a sync function
+            return
+        while True:
+            with anyio.move_on_after(self._sync_interval_s):
+                await self._sync_due.wait()
+            self._sync_due = anyio.Event()
+            sessions = sorted(self._touched)
+            if not sessions:
+                continue
+            try:
+                await anyio.to_thread.run_sync(sync, sessions, abandon_on_cancel=True)
+                problem = None
+            except Exception as exc:  # noqa: BLE001 - syncing must never disturb the relay
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem != self._sync_failure:
+                self._sink.say(f"collector sync failed, will retry: {problem}" if problem
+                               else "collector sync works again")
+                self._sync_failure = problem
 
     async def _flush_when_due(self) -> None:
         while True:
@@ -858,7 +935,8 @@ class Governor:
             await anyio.sleep(self._seal_interval_s)
             for session in sorted(self._touched):
                 try:
-                    self._ledger.seal_if_older(session, max_age_ms=interval_ms)
+                    if self._ledger.seal_if_older(session, max_age_ms=interval_ms) is not None:
+                        self._sync_due.set()
                 except LedgerError as exc:
                     self._sink.say(f"could not seal session {session}: {exc}")
 
