@@ -84,8 +84,11 @@ def test_rewriting_a_witnessed_record_is_a_failure(
 
 
 def test_a_forged_receipt_is_refused(ledger: Ledger, collector: SigningKey, db: Path) -> None:
-    witness_all(ledger, SigningKey.generate())  # signed by some other key
-    [verdict] = verify_ledger(db, collector_keys={collector.key_id: collector.public_raw}).sessions
+    mallory = SigningKey.generate()
+    witness_all(ledger, mallory)
+    # Claiming to come from the pinned collector, signed by another key.
+    pinned = {mallory.key_id: collector.public_raw}
+    [verdict] = verify_ledger(db, collector_keys=pinned).sessions
     assert verdict.status == "fail"
     assert "RECEIPT_INVALID" in [i.code for i in verdict.issues]
 

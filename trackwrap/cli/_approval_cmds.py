@@ -83,19 +83,54 @@ def approval_json(record: ApprovalRecord) -> dict[str, Any]:
     }
 
 
+def _remote_client(settings: Settings) -> Any:
+    import os
+
+    from trackwrap.cli._collector_wiring import collector_setup
+
+    setup = collector_setup(settings, os.environ)
+    if setup is None:
+        raise ConfigError("no collector configured: trackwrap config set collector.url URL")
+    return setup.client()
+
+
+def _remote_record(found: dict[str, Any]) -> ApprovalRecord:
+    """An approval as the collector serves it, in the shape decisions are signed over."""
+    from trackwrap.ledger import ApprovalRecord
+
+    try:
+        return ApprovalRecord(
+            id=str(found["id"]), session=str(found["session"]),
+            action_hash=str(found["action_hash"]), state=str(found["state"]),
+            requested_ms=int(found["requested_ms"]), expires_ms=int(found["expires_ms"]),
+            request=dict(found.get("request") or {}),
+            decision=found.get("decision") if isinstance(found.get("decision"), str) else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"the collector sent a malformed approval: {exc}") from exc
+
+
 @approvals_app.command("list")
 def approvals_list(
     pending: Annotated[bool, typer.Option("--pending", help="only those waiting")] = False,
     session: Annotated[str | None, typer.Option(help="only this session's")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+    remote: Annotated[bool, typer.Option("--remote", help="those the collector holds")] = False,
 ) -> None:
     """Approval requests, newest first (an open one past its time shows as expired)."""
     settings = load_settings()
-    ledger, device = _ledger_and_key(settings)
-    with ledger:
-        desk = approval_desk(settings, ledger, device)
-        records = [desk.refresh(r) for r in desk.store.list(
-            states=("pending",) if pending else None, session=session)]
+    if remote:
+        with _remote_client(settings) as client:
+            found = client.approvals(state="pending" if pending else None)
+        records = [_remote_record(a) for a in found]
+        if session is not None:
+            records = [r for r in records if r.session == session]
+    else:
+        ledger, device = _ledger_and_key(settings)
+        with ledger:
+            desk = approval_desk(settings, ledger, device)
+            records = [desk.refresh(r) for r in desk.store.list(
+                states=("pending",) if pending else None, session=session)]
     if pending:
         records = [r for r in records if r.state == "pending"]
     if as_json:
@@ -121,11 +156,42 @@ def approvals_list(
     out.print(table)
 
 
+def _decide_remote(settings: Settings, approval_id: str, *, verdict: str, reason: str,
+                   key_file: Path | None, name: str | None) -> None:
+    """Sign a decision here and record it at the collector, whose waiting wrapper verifies it."""
+    from trackwrap.approvals import sign_decision
+    from trackwrap.cli._roles import trust_store
+    from trackwrap.cli._session_cmds import load_private_key
+
+    if key_file is None:
+        raise ConfigError("deciding at the collector needs your approver key: --key FILE")
+    key = load_private_key(key_file)
+    listed = next((a for a in trust_store(settings).approvers if a.key_id == key.key_id), None)
+    approver = name or (listed.name if listed else None)
+    if approver is None:
+        raise ConfigError("say who you are: --as NAME (the name your approve token was "
+                          "created for)")
+    with _remote_client(settings) as client:
+        record = _remote_record(client.approval(approval_id))
+        if record.state != "pending":
+            raise ConfigError(f"approval {approval_id} is {record.state}, not pending")
+        signed = sign_decision(key, record, verdict=verdict, approver=approver, reason=reason,
+                               decided_ms=now_ms())
+        client.decide(approval_id, signed.envelope)
+    word = "approved" if verdict == "approve" else "denied"
+    out.print(f"{word} {approval_id} at the collector ({record.request.get('action_kind')} "
+              f"{record.request.get('target')}) as {approver}")
+
+
 def _decide(approval_id: str, *, verdict: str, reason: str, key_file: Path | None,
-            name: str | None) -> None:
+            name: str | None, remote: bool = False) -> None:
     from trackwrap.approvals import verify_decision
 
     settings = load_settings()
+    if remote:
+        _decide_remote(settings, approval_id, verdict=verdict, reason=reason,
+                       key_file=key_file, name=name)
+        return
     ledger, device = _ledger_and_key(settings)
     with ledger:
         key = device
@@ -171,9 +237,11 @@ def approve(
     reason: Annotated[str, typer.Option(help="why (recorded and signed)")] = "",
     key: Annotated[Path | None, typer.Option(help="approver's private key file")] = None,
     name: Annotated[str | None, typer.Option("--as", help="your name (device key only)")] = None,
+    remote: Annotated[bool, typer.Option("--remote", help="decide at the collector")] = False,
 ) -> None:
     """Approve a pending call: the same call then goes through, once."""
-    _decide(approval_id, verdict="approve", reason=reason, key_file=key, name=name)
+    _decide(approval_id, verdict="approve", reason=reason, key_file=key, name=name,
+            remote=remote)
 
 
 def deny(
@@ -181,11 +249,12 @@ def deny(
     reason: Annotated[str, typer.Option(help="why (the agent is told)")],
     key: Annotated[Path | None, typer.Option(help="approver's private key file")] = None,
     name: Annotated[str | None, typer.Option("--as", help="your name (device key only)")] = None,
+    remote: Annotated[bool, typer.Option("--remote", help="decide at the collector")] = False,
 ) -> None:
     """Deny a pending call: the agent is told why."""
     if not reason.strip():
         raise ConfigError("deny needs a --reason the agent can read")
-    _decide(approval_id, verdict="deny", reason=reason, key_file=key, name=name)
+    _decide(approval_id, verdict="deny", reason=reason, key_file=key, name=name, remote=remote)
 
 
 def register(app: typer.Typer) -> None:

@@ -113,6 +113,12 @@ class CollectorClient:
         return self._request("GET", f"/v1/approvals/{approval_id}{suffix}",
                              timeout_s=self._timeout + max(wait_s, 0))
 
+    def approvals(self, *, state: str | None = None) -> list[dict[str, Any]]:
+        """Approvals the collector holds (``state``: only those, e.g. ``pending``)."""
+        body = self._request("GET", "/v1/approvals" + (f"?state={state}" if state else ""))
+        found = body.get("approvals")
+        return [a for a in found if isinstance(a, dict)] if isinstance(found, list) else []
+
     def decide(self, approval_id: str, envelope: str) -> dict[str, Any]:
         """Record a signed decision on the collector (an ``approve`` token)."""
         return self._request("POST", f"/v1/approvals/{approval_id}/decision",
