@@ -54,6 +54,10 @@ def test_demo_governs_a_coding_session_and_verifies(tmp_path, trackwrap_home):
         "the agent saw: queued message 1 to ops@customer.example",
         "the outbox holds 1 message",
         "1 held for approval",
+        "Chapter 07 · what happened, in causal order, as the collector serves it",
+        "each came back with a signed receipt",
+        "GET /v1/diagnose/session?id=sess-",
+        "witnessed by collector ed25519:",
     ):
         assert expected in out, f"{expected!r} missing from:\n{out}"
     # Only the ledger stays behind: the throwaway workspace is gone.
@@ -65,6 +69,8 @@ def test_demo_governs_a_coding_session_and_verifies(tmp_path, trackwrap_home):
     sessions = json.loads(verify.stdout)["sessions"]
     assert len(sessions) == 2  # the coding session, and the approval chapter's own
     assert all(session["status"] == "pass" for session in sessions)
+    # Both demo sessions were synced: the collector's receipts witness all of them.
+    assert all(s["witnessed_through_seq"] == s["verified_through_seq"] for s in sessions)
     shown = subprocess.run([sys.executable, "-m", "trackwrap", "audit", "show", "--json"],
                            capture_output=True, text=True, cwd=ROOT, timeout=60)
     events = [json.loads(line) for line in shown.stdout.splitlines()]

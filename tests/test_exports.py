@@ -11,6 +11,7 @@ import pytest
 PACKAGES = [
     "trackwrap.approvals",
     "trackwrap.cli",
+    "trackwrap.collector",
     "trackwrap.config",
     "trackwrap.crypto",
     "trackwrap.errors",

@@ -21,10 +21,13 @@ FORBIDDEN = {
     "manifest": {"relay", "ledger", "session", "cli"},
     "approvals": {"relay", "session", "cli", "policy", "inspectors"},
     "sync": {"relay", "session", "cli", "policy", "inspectors", "approvals"},
+    "collector": {"relay", "session", "cli", "sync"},
 }
 # third-party libraries and their one home
 HOMES = {"typer": {"cli"}, "rich": {"cli"}, "cryptography": {"crypto"}, "keyring": {"crypto"},
-         "sqlite3": {"ledger"}, "yaml": {"config"}, "mcp": {"cli"}, "httpx": {"approvals", "sync"}}
+         "sqlite3": {"ledger", "collector"}, "yaml": {"config"}, "mcp": {"cli"},
+         "httpx": {"approvals", "sync"}, "starlette": {"collector"}, "uvicorn": {"collector"},
+         "psycopg": {"collector"}}
 
 
 def imports(path: Path) -> set[str]:

@@ -13,13 +13,15 @@ turns one into a red line and an exit code. The tree::
     ├── InspectorError         an inspector failed (always becomes a deny)
     ├── SignatureError         a signature or key does not verify
     ├── KeyStoreError          key material cannot be loaded or stored
-    └── LedgerError            the audit store cannot be opened or written
-        └── LedgerIntegrityError(seq)   the stored chain does not verify
+    ├── LedgerError            the audit store cannot be opened or written
+    │   └── LedgerIntegrityError(seq)   the stored chain does not verify
+    └── CollectorError         the central collector's storage cannot be opened or used
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CollectorError",
     "ConfigError",
     "Error",
     "InspectorError",
@@ -95,3 +97,7 @@ class LedgerIntegrityError(LedgerError):
     def __init__(self, message: str, *, seq: int | None) -> None:
         super().__init__(message)
         self.seq = seq
+
+
+class CollectorError(Error):
+    """The central collector's storage cannot be opened, read or written."""

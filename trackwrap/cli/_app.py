@@ -15,6 +15,7 @@ from typer.exceptions import TyperException
 
 from trackwrap import __version__
 from trackwrap.cli._approval_cmds import register as register_approvals
+from trackwrap.cli._collector_cmds import register as register_collector
 from trackwrap.cli._render import event_line
 from trackwrap.cli._session_cmds import register
 from trackwrap.cli._settings import load_settings, resolve_workspace
@@ -36,6 +37,7 @@ audit_app = typer.Typer(help="Show and verify the audit ledger.", no_args_is_hel
 app.add_typer(audit_app, name="audit")
 register(app)
 register_approvals(app)
+register_collector(app)
 register_sync(app)
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -438,7 +438,8 @@ def run_demo(settings: Settings, *, console: Console, keep: bool = False) -> int
         ledger.close_session(session, reason="demo finished")
         ledger.close_session(approval_session, reason="demo finished")
         _summary(printer.decisions + desk.printer.decisions, elapsed, workspace, console)
-        return _report(settings, ledger, session, console)
+        return _report(settings, ledger, [session, approval_session], console,
+                       device=keys.device_key(), base=base, env=env)
     finally:
         if ledger is not None:
             ledger.close()
@@ -464,24 +465,27 @@ def _summary(decisions: Sequence[Mapping[str, object]], elapsed: float, workspac
     )
 
 
-def _report(settings: Settings, ledger: Ledger, session: str, console: Console) -> int:
-    """Chapter 07: the diagnosis of the session just closed, and its verification."""
-    from trackwrap.cli._session_cmds import render_diagnosis
-    from trackwrap.diagnose import build_diagnosis
+def _report(settings: Settings, ledger: Ledger, sessions: list[str], console: Console, *,
+            device: SigningKey, base: Path, env: Mapping[str, str]) -> int:
+    """Chapter 07: a collector on a free local port receives the sealed segments and serves
+    the diagnosis of the session just closed; the local verification is then held to the
+    collector's receipts."""
+    from trackwrap.cli._demo_collector import demo_collector, show_synced_diagnosis
 
+    console.print(Text("\nChapter 07 · what happened, in causal order, as the collector "
+                       "serves it", style="bold"))
+    session = sessions[0]
+    with demo_collector(base, env) as collector:
+        show_synced_diagnosis(settings, ledger, device, collector, session=session,
+                              synced=sessions, console=console)
     report = verify_ledger(settings.ledger_path, session=session)
-    console.print(Text("\nChapter 07 · what happened, in causal order", style="bold"))
-    events = [e.body for e in ledger.events(session)]
-    render_diagnosis(
-        build_diagnosis(events, verdict=asdict(report.sessions[0]) if report.sessions else None),
-        console,
-    )
     for verdict in report.sessions:
         style = {"pass": "green", "warn": "yellow", "fail": "red"}[verdict.status]
         console.print(
             f"[bold {style}]audit verify: {verdict.status.upper()}[/bold {style}] "
             f"{verdict.session}: {verdict.events} events, verified through seq "
-            f"{verdict.verified_through_seq}, sealed through seq {verdict.sealed_through_seq}"
+            f"{verdict.verified_through_seq}, sealed through seq {verdict.sealed_through_seq}, "
+            f"witnessed through seq {verdict.witnessed_through_seq}"
         )
     console.print(f"[dim]see it again: trackwrap diagnose {session}[/dim]")
     return report.exit_code

@@ -46,6 +46,7 @@ COMMANDS = (
     ("deny", "Deny a pending call: the agent is told why."),
     ("sync", "Send sealed audit segments to the collector; see what is witnessed."),
     ("config", "trackwrap's settings (the collector's URL; its token goes to the keyring)."),
+    ("collector", "The central collector: serve it, its tokens and device keys."),
     ("token", "Execution tokens, for upstreams that check them."),
     ("version", "Print trackwrap's version."),
 )

@@ -113,6 +113,12 @@ class CollectorClient:
         return self._request("GET", f"/v1/approvals/{approval_id}{suffix}",
                              timeout_s=self._timeout + max(wait_s, 0))
 
+    def diagnose(self, session: str) -> dict[str, Any]:
+        """The collector's diagnosis of one session (a ``read`` token)."""
+        from urllib.parse import quote
+
+        return self._request("GET", f"/v1/diagnose/session?id={quote(session, safe='')}")
+
     def approvals(self, *, state: str | None = None) -> list[dict[str, Any]]:
         """Approvals the collector holds (``state``: only those, e.g. ``pending``)."""
         body = self._request("GET", "/v1/approvals" + (f"?state={state}" if state else ""))
