@@ -13,11 +13,19 @@ surrogates, integers beyond 2**53).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import rfc8785
 
-__all__ = ["CanonicalError", "StrictJsonError", "canonical_json", "is_plain_json", "loads_strict"]
+__all__ = [
+    "CanonicalError",
+    "StrictJsonError",
+    "canonical_json",
+    "is_canonical",
+    "is_plain_json",
+    "loads_strict",
+]
 
 _MAX_SAFE = 2**53 - 1
 _encode = json.JSONEncoder(
@@ -63,6 +71,26 @@ def canonical_json(value: Any, *, plain: bool | None = None) -> bytes:
         return bytes(rfc8785.dumps(value))
     except (rfc8785.CanonicalizationError, ValueError, TypeError, RecursionError) as exc:
         raise CanonicalError(str(exc) or type(exc).__name__) from exc
+
+
+# A number token of 16+ digits (beyond the safe-integer range) or a 4-byte UTF-8 character.
+_SLOW_PATH = re.compile(rb'(?:":|[,\[])-?[0-9]{16}|[\xf0-\xff]')
+
+
+def is_canonical(raw: bytes, value: Any) -> bool:
+    """Whether ``raw`` is exactly the RFC 8785 form of ``value`` (which ``loads_strict`` made
+    from it). Fast when the text cannot hold what the plain encoder renders differently from
+    JCS: an astral character (JCS orders keys by UTF-16 units) or a number of 16 digits or more
+    (beyond the safe-integer range); otherwise the full canonicalization decides."""
+    if not _SLOW_PATH.search(raw):
+        try:
+            return _encode(value).encode("utf-8") == raw
+        except (UnicodeEncodeError, ValueError, TypeError, RecursionError):
+            pass
+    try:
+        return canonical_json(value) == raw
+    except CanonicalError:
+        return False
 
 
 class StrictJsonError(ValueError):

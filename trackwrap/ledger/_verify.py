@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from trackwrap._canonical import is_canonical
 from trackwrap.errors import LedgerError, SignatureError
 from trackwrap.ledger._records import (
     KIND_SEAL,
@@ -425,11 +426,7 @@ class _SessionChecker:
             self.prev_ts = ts_ms
 
     def _check_record(self, seq: int, raw: bytes, digest: str, record: dict[str, object]) -> None:
-        try:
-            canonical = jcs(record)
-        except ValueError:  # CanonicalError
-            canonical = None
-        if canonical != raw:
+        if not is_canonical(raw, record):
             self._fail("NON_CANONICAL", seq, "stored bytes differ from the RFC 8785 form")
         if record.get("v") != RECORD_VERSION:
             self._fail("PARSE", seq, f"unsupported record version {record.get('v')!r}")
