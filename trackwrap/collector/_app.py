@@ -536,8 +536,10 @@ class _Service:
             raise ApiProblem(403, "NOT_YOUR_NAME", f"the decision is in the name of "
                              f"{decision.approver!r}; this token decides for "
                              f"{token.developer!r} only", token_id=token.id)
-        if (row.request.get("separate_approver") is True
+        if (decision.approved and row.request.get("separate_approver") is True
                 and token.developer == row.request.get("requester")):
+            # As on the laptop: the requester may always deny their own request, never
+            # approve it.
             raise ApiProblem(403, "SEPARATE_APPROVER", "this approval needs someone other than "
                              "the requester", token_id=token.id)
         now = self.clock()
