@@ -56,7 +56,8 @@ def ctx(tmp_path: Path) -> Context:
 
 
 def test_every_shipped_profile_loads(profiles: dict[str, ServerProfile]) -> None:
-    assert set(profiles) == {"filesystem", "git", "shell", "desktop-commander", "github", "outbox"}
+    assert set(profiles) == {"filesystem", "git", "shell", "desktop-commander", "github", "outbox",
+                             "claude-code", "codex"}
     files = sorted((default_profiles_dir() / "servers").glob("*.yaml"))
     assert len(files) == len(profiles)
 

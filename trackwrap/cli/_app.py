@@ -16,11 +16,15 @@ from typer.exceptions import TyperException
 from trackwrap import __version__
 from trackwrap.cli._approval_cmds import register as register_approvals
 from trackwrap.cli._collector_cmds import register as register_collector
+from trackwrap.cli._doctor import register as register_doctor
+from trackwrap.cli._hook import register as register_hook
+from trackwrap.cli._install_cmds import register as register_install
 from trackwrap.cli._render import event_line
 from trackwrap.cli._session_cmds import register
 from trackwrap.cli._settings import load_settings, resolve_workspace
 from trackwrap.cli._sync_cmds import register as register_sync
 from trackwrap.cli._usage import HELP
+from trackwrap.cli._watch import register as register_watch
 from trackwrap.errors import ConfigError, Error
 
 __all__ = ["app", "run_app"]
@@ -39,6 +43,10 @@ register(app)
 register_approvals(app)
 register_collector(app)
 register_sync(app)
+register_doctor(app)
+register_hook(app)
+register_install(app)
+register_watch(app)
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)

@@ -1,4 +1,5 @@
-"""``main()``: ``trackwrap … -- <server>`` relays; everything else goes to the typer app."""
+"""``main()``: ``trackwrap … -- <server>`` relays, ``trackwrap hook …`` answers an agent's hook;
+everything else goes to the typer app."""
 
 from __future__ import annotations
 
@@ -14,11 +15,9 @@ SUBCOMMANDS = frozenset(name for name, _summary in COMMANDS)
 
 
 def _is_wrapper(argv: Sequence[str]) -> bool:
-    """``--`` with no subcommand before it means: wrap the command after it."""
-    if "--" not in argv:
-        return False
-    before = argv[: list(argv).index("--")]
-    return not any(arg in SUBCOMMANDS for arg in before)
+    """``--`` and no subcommand first means: wrap the command after it (an option's value
+    may be a word that names a subcommand, as in ``--server sync``)."""
+    return "--" in argv and argv[0] not in SUBCOMMANDS
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> Error | None:
@@ -40,6 +39,11 @@ def _fail(err: Error) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["hook"]:
+        # An agent runs this before each built-in tool call and waits: no typer or rich.
+        from trackwrap.cli._hook import run_hook
+
+        return run_hook(args[1:])
     if _is_wrapper(args):
         from trackwrap.cli._wrap import run_wrapper
 

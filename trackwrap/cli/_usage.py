@@ -28,12 +28,15 @@ Options before `--`:
                        approvals.yaml), shorter than the client's tool timeout
   --env-allow GLOB     pass only these variables (and PATH, HOME, …) to the upstream
   --env-deny GLOB      never pass these variables to the upstream
+  --secret KEY         put the stored token KEY (trackwrap secret set SERVER KEY)
+                       into the upstream's environment (repeatable; needs --server)
   --max-line-bytes N   cap on one message (default 128 MiB)
 """
 
 COMMANDS = (
     ("check", "Evaluate one call through the pipeline, without any upstream or recording."),
     ("audit", "Show and verify the audit ledger."),
+    ("watch", "A live view of a session's decisions, pending approvals and budget."),
     ("demo", "A scripted agent session against real MCP servers, governed by trackwrap."),
     ("session", "Start, inspect and close governed sessions."),
     ("diagnose", "What happened in a session, in causal order."),
@@ -48,6 +51,11 @@ COMMANDS = (
     ("config", "trackwrap's settings (the collector's URL; its token goes to the keyring)."),
     ("collector", "The central collector: serve it, its tokens and device keys."),
     ("token", "Execution tokens, for upstreams that check them."),
+    ("hook", "Judge an agent's built-in tool call (Claude Code, Codex PreToolUse hook)."),
+    ("doctor", "Check that trackwrap is installed, wired into your agents and working."),
+    ("install", "Put trackwrap in front of the MCP servers in your clients' configs."),
+    ("uninstall", "Give the servers `trackwrap install` wrapped their original commands back."),
+    ("secret", "Tokens of wrapped servers, kept in the OS keyring instead of config files."),
     ("version", "Print trackwrap's version."),
 )
 

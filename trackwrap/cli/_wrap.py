@@ -14,7 +14,9 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,11 +28,13 @@ from trackwrap.relay._framing import DEFAULT_MAX_LINE
 from trackwrap.relay._process import Child, child_environment, resolve_command, spawn_child
 
 if TYPE_CHECKING:
+    from trackwrap.approvals import ApprovalDesk
     from trackwrap.crypto import SigningKey
+    from trackwrap.ledger import Ledger
     from trackwrap.relay import StderrSink
     from trackwrap.session import Governor
 
-__all__ = ["run_wrapper"]
+__all__ = ["Gate", "GateOptions", "build_gate_for", "run_wrapper"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,9 +42,8 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (usage: {WRAP_USAGE})")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="trackwrap", usage=WRAP_USAGE, add_help=False)
-    p.add_argument("--server", help="name of the upstream server's profile")
+def add_governance_options(p: argparse.ArgumentParser) -> None:
+    """The options that say how calls are governed, shared by the wrapper and the hook."""
     p.add_argument("--workspace", help="directory the agent may work in (default: cwd)")
     p.add_argument("--policy", action="append", default=[], type=Path)
     p.add_argument("--profiles", action="append", default=[], type=Path)
@@ -48,10 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--session")
     p.add_argument("--require-session", action="store_true")
     p.add_argument("--default-role")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="trackwrap", usage=WRAP_USAGE, add_help=False)
+    p.add_argument("--server", help="name of the upstream server's profile")
+    add_governance_options(p)
     p.add_argument("--inject-token", action="store_true")
     p.add_argument("--approval-wait", type=float)
     p.add_argument("--env-allow", action="append", default=[])
     p.add_argument("--env-deny", action="append", default=[])
+    p.add_argument("--secret", action="append", default=[])
     p.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE)
     p.add_argument("--seal-interval", type=float, default=60.0)
     p.add_argument("--grace", type=float, default=2.0)
@@ -108,6 +118,7 @@ def run_wrapper(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
     settings = load_settings(env)
     workspace = resolve_workspace(opts.workspace)
     exe_argv = resolve_command(command, path=env.get("PATH"))
+    secrets = _stored_secrets(opts.server, opts.secret, settings) if opts.secret else None
     # Until the relay takes signals over, a stop signal still stops the upstream (which runs
     # in its own session and would not get the terminal's signals). During the spawn itself
     # the signal is held back, so the child is never lost half-started.
@@ -115,7 +126,8 @@ def run_wrapper(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
     with stop.deferred():
         child = spawn_child(
             exe_argv,
-            env=child_environment(env, allow=opts.env_allow, deny=opts.env_deny),
+            env=child_environment(env, allow=opts.env_allow, deny=opts.env_deny,
+                                  extra=secrets),
             cwd=None,
         )
     try:
@@ -129,6 +141,34 @@ def run_wrapper(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
         child.proc.wait()
         child.close_pipes()
         raise
+
+
+def _stored_secrets(server: str | None, keys: Sequence[str], settings: Settings) -> dict[str, str]:
+    """``--secret KEY``: each KEY's stored token for the upstream's environment.
+
+    Raises:
+        ConfigError: no ``--server``, a bad variable name, or a token that is not stored.
+    """
+    import sys
+
+    from trackwrap.cli._install import check_env_name, secret_name
+    from trackwrap.crypto import SecretStore
+
+    if not server:
+        raise ConfigError("--secret needs --server NAME: tokens are stored per server")
+    def warn(message: str) -> None:
+        sys.stderr.write(f"trackwrap: {message}\n")
+
+    store = SecretStore(settings.home, backend=settings.key_backend, warn=warn)
+    found: dict[str, str] = {}
+    for key in keys:
+        name = secret_name(server, check_env_name(key))
+        value = store.get(name)
+        if value is None:
+            raise ConfigError(f"no token {key} is stored for server {server} (looked in "
+                              f"{store.where(name)}): run `trackwrap secret set {server} {key}`")
+        found[key] = value
+    return found
 
 
 def _govern(
@@ -149,10 +189,10 @@ def _govern(
 
     def build_gate() -> Governor:
         """Runs on a worker thread while the upstream boots and the handshake is relayed."""
-        return _build_governor(
-            opts=opts, command=command, settings=settings, workspace=workspace, env=env,
-            sink=sink,
-        )
+        return build_gate_for(
+            GateOptions.from_args(opts), command=command, settings=settings,
+            workspace=workspace, env=env, sink=sink,
+        ).governor
 
     saved = {fd: make_pollable(fd) for fd in (0, 1, 2)}
     relay = Relay(
@@ -177,15 +217,58 @@ def _govern(
                 os.set_blocking(fd, was_blocking)
 
 
-def _build_governor(
+@dataclass(frozen=True, slots=True)
+class GateOptions:
+    """How a gate judges and records calls: the wrapper's options (or the hook's subset)."""
+
+    server: str | None = None
+    policy: Sequence[Path] = ()
+    profiles: Sequence[Path] = ()
+    mode: str | None = None
+    session: str | None = None
+    require_session: bool = False
+    default_role: str | None = None
+    inject_token: bool = False
+    approval_wait: float | None = None
+    seal_interval: float = 60.0
+
+    @classmethod
+    def from_args(cls, opts: argparse.Namespace) -> GateOptions:
+        """The options the wrapper's command line gave."""
+        return cls(
+            server=opts.server, policy=tuple(opts.policy), profiles=tuple(opts.profiles),
+            mode=opts.mode, session=opts.session, require_session=opts.require_session,
+            default_role=opts.default_role, inject_token=opts.inject_token,
+            approval_wait=opts.approval_wait, seal_interval=opts.seal_interval,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """A built governor, the ledger it writes, and the policy's mode (enforce or monitor)."""
+
+    governor: Governor
+    ledger: Ledger
+    mode: str
+
+
+def build_gate_for(
+    options: GateOptions,
     *,
-    opts: argparse.Namespace,
-    command: list[str],
+    command: Sequence[str],
     settings: Settings,
     workspace: str,
     env: Mapping[str, str],
     sink: StderrSink,
-) -> Governor:
+    relaying: bool = True,
+) -> Gate:
+    """The governor for one wrapper (``relaying``) or one hook call, and the ledger it writes.
+
+    Both join sessions by the same rule and judge with the same policy, profiles and
+    inspectors. Only a relaying wrapper loads the device key up front, mints execution tokens
+    and talks to the collector; a hook call, which forwards nothing and lives for one call,
+    loads the key only when a seal or an approval decision needs it.
+    """
     from trackwrap.cli._approval_wiring import approval_desk, approval_settings, make_notifier
     from trackwrap.cli._build import build_governance, context_factory
     from trackwrap.cli._collector_wiring import RemoteApprovals, background_sync, collector_setup
@@ -202,15 +285,15 @@ def _build_governor(
     )
 
     governance = build_governance(
-        policy_paths=opts.policy, profile_dirs=opts.profiles, mode=opts.mode
+        policy_paths=options.policy, profile_dirs=options.profiles, mode=options.mode
     )
-    server = opts.server or infer_server_name(command, governance.profiles)
+    server = options.server or infer_server_name(command, governance.profiles)
     approvals = approval_settings(settings, env)
-    default_role_name = opts.default_role or settings.default_role
+    default_role_name = options.default_role or settings.default_role
     default_role = (
         role_manifest(default_role_name, workspace=workspace) if default_role_name else None
     )
-    fixed = opts.session or settings.session
+    fixed = options.session or settings.session
     signer = _lazy_signer(settings, sink)
     ledger = Ledger.open(settings.ledger_path, signer=signer, clock_ms=_now_ms)
     try:
@@ -235,19 +318,26 @@ def _build_governor(
             implicit_genesis=genesis,
             fixed_session=fixed,
             default_role=default_role,
-            require_session=opts.require_session,
+            require_session=options.require_session,
             say=sink.say,
         )
-        key = signer()  # loaded here, off the relay's path, so the first call does not wait
-        try:
-            collector = collector_setup(settings, env)
-        except Error as exc:  # the collector is optional: say why it is not used, go on
-            sink.say(f"not syncing to the collector: {exc}")
-            collector = None
+        if relaying:
+            key = signer()  # loaded here, off the relay's path, so the first call does not wait
+            mint: Callable[[Mapping[str, object]], str] | None = partial(mint_token, key)
+            desk = approval_desk(settings, ledger, key)
+            try:
+                collector = collector_setup(settings, env)
+            except Error as exc:  # the collector is optional: say why it is not used, go on
+                sink.say(f"not syncing to the collector: {exc}")
+                collector = None
+            sync = background_sync(settings, ledger, key, collector) if collector else None
+            remote = RemoteApprovals(collector) if collector else None
+        else:
+            mint, desk, sync, remote = None, _lazy_desk(settings, ledger, signer), None, None
     except BaseException:
         ledger.close()
         raise
-    return Governor(
+    governor = Governor(
         binder=binder,
         ledger=ledger,
         server=server,
@@ -256,20 +346,32 @@ def _build_governor(
         mode=governance.policy.mode.value,
         sink=sink,
         new_trace=new_trace_id,
-        mint=lambda claims: mint_token(key, claims),
+        mint=mint,
         signed_tools=_signed_tools_reader(settings, sink),
         description_changes=governance.policy.description_changes,
-        inject_token=opts.inject_token,
+        inject_token=options.inject_token,
         clock_ms=_now_ms,
-        seal_interval_s=opts.seal_interval,
-        approvals=approval_desk(settings, ledger, key),
-        approval_wait=ApprovalWait(wait_s=opts.approval_wait or approvals.wait_s,
+        seal_interval_s=options.seal_interval,
+        approvals=desk,
+        approval_wait=ApprovalWait(wait_s=options.approval_wait or approvals.wait_s,
                                    progress_s=approvals.progress_s),
         notify=make_notifier(approvals),
         workspace=workspace,
-        sync=background_sync(settings, ledger, key, collector) if collector else None,
-        remote=RemoteApprovals(collector) if collector else None,
+        sync=sync,
+        remote=remote,
     )
+    return Gate(governor=governor, ledger=ledger, mode=governance.policy.mode.value)
+
+
+def _lazy_desk(
+    settings: Settings, ledger: Ledger, signer: Callable[[], SigningKey]
+) -> ApprovalDesk:
+    """The approval desk with the device key loaded only when a decision is checked."""
+    from trackwrap.approvals import ApprovalDesk, LedgerApprovals
+    from trackwrap.cli._approval_wiring import approver_keys, now_ms
+
+    return ApprovalDesk(LedgerApprovals(ledger), keys=lambda: approver_keys(settings, signer()),
+                        clock_ms=now_ms)
 
 
 def _os_user() -> str:
