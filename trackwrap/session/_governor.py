@@ -222,7 +222,7 @@ class Governor:
         self._description_changes = description_changes
         self._clock_ms = clock_ms
         self._seal_interval_s = seal_interval_s
-        self._flush_due = anyio.Event()
+        self._flush_due = _Due()
         self._issued: dict[int, _Issued] = {}
         self._touched: set[str] = set()
         self._offered: dict[str, str] = {}
@@ -236,11 +236,11 @@ class Governor:
         self._notify = notify
         self._workspace = workspace
         self._notices: list[tuple[CallForApproval, ApprovalRecord]] = []
-        self._notice_due = anyio.Event()
+        self._notice_due = _Due()
         self._requesters: dict[str, str] = {}
         self._sync = sync
         self._sync_interval_s = sync_interval_s
-        self._sync_due = anyio.Event()
+        self._sync_due = _Due()
         self._sync_failure: str | None = None
         self._remote = remote
 
@@ -584,7 +584,6 @@ class Governor:
         async with anyio.create_task_group() as tg:
             while True:
                 await self._notice_due.wait()
-                self._notice_due = anyio.Event()
                 notices, self._notices = self._notices, []
                 for call, record in notices:
                     tg.start_soon(self._deliver, call, record)
@@ -906,7 +905,6 @@ class Governor:
         while True:
             with anyio.move_on_after(self._sync_interval_s):
                 await self._sync_due.wait()
-            self._sync_due = anyio.Event()
             sessions = sorted(self._touched)
             if not sessions:
                 continue
@@ -923,7 +921,7 @@ class Governor:
     async def _flush_when_due(self) -> None:
         while True:
             await self._flush_due.wait()
-            self._flush_due = anyio.Event()
+            self._flush_due = _Due()
             try:
                 await anyio.to_thread.run_sync(self._ledger.flush)
             except LedgerError as exc:
@@ -950,6 +948,29 @@ class Governor:
                     self._sink.say(f"could not seal session {session} at exit: {exc}")
         finally:
             self._ledger.close()
+
+
+class _Due:
+    """A wake-up flag: set from the relay's own code, awaited by a background task. Unlike an
+    ``anyio.Event`` it can be made before any event loop runs (the hook never starts one), so
+    building a governor does not import asyncio."""
+
+    def __init__(self) -> None:
+        self._pending = False
+        self._event: anyio.Event | None = None
+
+    def set(self) -> None:
+        self._pending = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        """Until set (at once if it was set meanwhile); clears it."""
+        if not self._pending:
+            self._event = anyio.Event()
+            await self._event.wait()
+        self._pending = False
+        self._event = None
 
 
 @dataclass(frozen=True, slots=True)
