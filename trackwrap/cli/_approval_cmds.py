@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------------- commands
@@ -41,7 +42,7 @@ def _ledger_and_key(settings: Settings) -> tuple[Ledger, SigningKey]:
     from trackwrap.ledger import Ledger
 
     keys = KeyStore(settings.home, backend=settings.key_backend,
-                    warn=lambda m: print(m, file=sys.stderr))  # noqa: T201 - stderr
+                    warn=lambda m: err.print(m, style="yellow", markup=False))
     device = keys.device_key()
     return Ledger.open(settings.ledger_path, signer=lambda: device, clock_ms=now_ms), device
 
