@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import NoReturn
 from urllib.parse import urlsplit
 
 from trackwrap.approvals._notify import Channel, decode_webhook_secret
-from trackwrap.config import YamlDocument, load_yaml_bytes
+from trackwrap.config import Reader, load_yaml_bytes, type_name
 from trackwrap.errors import ConfigError, ProfileError
 
 __all__ = ["ApprovalSettings", "load_approval_settings", "parse_approval_settings"]
@@ -97,7 +96,7 @@ def load_approval_settings(path: Path, *, environ: Mapping[str, str]) -> Approva
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read the approvals settings: {exc}") from exc
     doc = load_yaml_bytes(payload, source=str(path))
-    return _parse(_Checker(str(path), doc), doc.data, environ)
+    return _parse(Reader(str(path), doc), doc.data, environ)
 
 
 def parse_approval_settings(
@@ -109,10 +108,10 @@ def parse_approval_settings(
     Raises:
         ProfileError: the data does not validate; the message names ``source`` and the key.
     """
-    return _parse(_Checker(source, None), data, environ)
+    return _parse(Reader(source, None), data, environ)
 
 
-def _parse(check: _Checker, data: object, environ: Mapping[str, str]) -> ApprovalSettings:
+def _parse(check: Reader, data: object, environ: Mapping[str, str]) -> ApprovalSettings:
     if data is None:
         return ApprovalSettings()
     top = check.mapping(data, (), allowed=_TOP_KEYS, required=("version",))
@@ -139,27 +138,27 @@ def _parse(check: _Checker, data: object, environ: Mapping[str, str]) -> Approva
     )
 
 
-def _timing(check: _Checker, top: Mapping[str, object]) -> tuple[float, float]:
+def _timing(check: Reader, top: Mapping[str, object]) -> tuple[float, float]:
     """``wait`` and ``progress_every`` in seconds, defaults where absent."""
     defaults = ApprovalSettings()
     wait_s = defaults.wait_s
     if "wait" in top:
-        wait_s = check.duration(top["wait"], ("wait",))
+        wait_s = _duration(check, top["wait"], ("wait",))
         if wait_s > _MAX_WAIT_S:
             check.fail(("wait",), f"at most 10m (600 seconds), got {wait_s:g} seconds")
     progress_s = defaults.progress_s
     if "progress_every" in top:
-        progress_s = check.duration(top["progress_every"], ("progress_every",))
+        progress_s = _duration(check, top["progress_every"], ("progress_every",))
     return wait_s, progress_s
 
 
 def _notify_names(
-    check: _Checker, value: object, channels: Mapping[str, Channel]
+    check: Reader, value: object, channels: Mapping[str, Channel]
 ) -> tuple[str, ...]:
     """The default channel names: each defined, each once."""
     if value is None:
         return ()
-    names = check.string_list(value, ("notify",))
+    names = check.string_list(value, ("notify",), empty_ok=True)
     for index, name in enumerate(names):
         if name not in channels:
             defined = ", ".join(sorted(channels)) or "none"
@@ -170,7 +169,7 @@ def _notify_names(
 
 
 def _channel(
-    check: _Checker,
+    check: Reader,
     name: str,
     spec: object,
     path: tuple[object, ...],
@@ -211,7 +210,7 @@ def _channel(
     return Channel(name=name, type=kind, url=url, secret=secret)
 
 
-def _url(check: _Checker, value: object, path: tuple[object, ...]) -> str:
+def _url(check: Reader, value: object, path: tuple[object, ...]) -> str:
     url = check.string(value, path)
     if any(char.isspace() for char in url):
         check.fail(path, "a URL cannot contain spaces")
@@ -226,85 +225,21 @@ def _url(check: _Checker, value: object, path: tuple[object, ...]) -> str:
     return url
 
 
-@dataclass(frozen=True, slots=True)
-class _Checker:
-    """Raises :class:`ProfileError` naming the source, line (when known) and key."""
-
-    source: str
-    doc: YamlDocument | None
-
-    def fail(self, path: tuple[object, ...], message: str) -> NoReturn:
-        where = self.source if self.doc is None else f"{self.source}:{self.doc.line(path)}"
-        raise ProfileError(f"{where}: {_dotted(path)}: {message}")
-
-    def mapping(
-        self,
-        value: object,
-        path: tuple[object, ...],
-        *,
-        allowed: Collection[str],
-        required: Collection[str] = (),
-    ) -> Mapping[str, object]:
-        if not isinstance(value, Mapping):
-            self.fail(path, f"expected a mapping, got {_type_name(value)}")
-        for key in value:
-            if not isinstance(key, str) or key not in allowed:
-                self.fail(
-                    (*path, key), f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})"
-                )
-        for key in sorted(required):
-            if key not in value:
-                self.fail(path, f"missing required key {key!r}")
-        return value
-
-    def string(self, value: object, path: tuple[object, ...]) -> str:
-        if not isinstance(value, str) or not value:
-            self.fail(path, f"expected a non-empty string, got {_type_name(value)}")
-        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
-            self.fail(path, "control characters are not allowed")
-        return value
-
-    def string_list(self, value: object, path: tuple[object, ...]) -> tuple[str, ...]:
-        if not isinstance(value, list):
-            self.fail(path, f"expected a list, got {_type_name(value)}")
-        return tuple(self.string(item, (*path, index)) for index, item in enumerate(value))
-
-    def duration(self, value: object, path: tuple[object, ...]) -> float:
-        """Positive seconds from a number or ``"<n>m<n>s"`` (``"30s"``, ``"2m"``, ``"1m30s"``)."""
-        seconds: float | None = None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            seconds = float(value)
-        elif isinstance(value, str):
-            found = _DURATION.fullmatch(value.strip())
-            if found is not None and any(found.groups()):
-                minutes, secs = found.groups()
-                seconds = int(minutes or 0) * 60 + float(secs or 0)
-        if seconds is None:
-            self.fail(
-                path, f'expected seconds or a duration like "30s" or "2m", got {_type_name(value)}'
-            )
-        if not math.isfinite(seconds):
-            self.fail(path, f"expected a finite number of seconds, got {_type_name(value)}")
-        if seconds <= 0:
-            self.fail(path, f"must be more than zero seconds, got {_type_name(value)}")
-        return seconds
-
-
-def _dotted(path: tuple[object, ...]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(document)"
-
-
-def _type_name(value: object) -> str:
-    """How a bad value is shown in an error."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return repr(value) if value != "" else "an empty string"
-    if isinstance(value, list):
-        return "a list" if value else "an empty list"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    return "nothing" if value is None else type(value).__name__
+def _duration(check: Reader, value: object, path: tuple[object, ...]) -> float:
+    """Positive seconds from a number or ``"<n>m<n>s"`` (``"30s"``, ``"2m"``, ``"1m30s"``)."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        found = _DURATION.fullmatch(value.strip())
+        if found is not None and any(found.groups()):
+            minutes, secs = found.groups()
+            seconds = int(minutes or 0) * 60 + float(secs or 0)
+    if seconds is None:
+        check.fail(path, f'expected seconds or a duration like "30s" or "2m", got '
+                   f"{type_name(value)}")
+    if not math.isfinite(seconds):
+        check.fail(path, f"expected a finite number of seconds, got {type_name(value)}")
+    if seconds <= 0:
+        check.fail(path, f"must be more than zero seconds, got {type_name(value)}")
+    return seconds

@@ -7,20 +7,24 @@ from trackwrap.config._loaders import (
     load_policy,
     load_server_profiles,
 )
+from trackwrap.config._schema import Reader, dotted, type_name
 from trackwrap.config._staged import StagedReader
 from trackwrap.config._user import USER_KEYS, UserConfig
 from trackwrap.config._yaml import YamlDocument, load_yaml, load_yaml_bytes
 
 __all__ = [
     "USER_KEYS",
+    "Reader",
     "RealFileSystem",
     "StagedReader",
     "UserConfig",
     "YamlDocument",
     "default_profiles_dir",
+    "dotted",
     "infer_server_name",
     "load_policy",
     "load_server_profiles",
     "load_yaml",
     "load_yaml_bytes",
+    "type_name",
 ]

@@ -7,9 +7,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from trackwrap.config import load_yaml_bytes
+from trackwrap.config import Reader, load_yaml_bytes
 from trackwrap.errors import ProfileError
-from trackwrap.manifest._schema import Reader, dotted
 from trackwrap.manifest._tools import ToolEntry, parse_tool_entries
 from trackwrap.manifest._units import parse_duration, parse_size
 from trackwrap.policy._glob import GlobSet
@@ -188,8 +187,7 @@ def _tools(reader: Reader, value: object, key: str, *, empty_ok: bool) -> tuple[
         item = (*path, index)
 
         def fail(message: str, item: tuple[object, ...] = item) -> ProfileError:
-            line = reader.doc.line(item)
-            return ProfileError(f"{reader.source}:{line}: {dotted(item)}: {message}")
+            return reader.error(item, message)
 
         entries.extend(parse_tool_entries(text, fail=fail))
     return tuple(entries)

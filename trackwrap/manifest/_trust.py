@@ -36,11 +36,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from trackwrap.config import load_yaml_bytes
+from trackwrap.config import Reader, load_yaml_bytes
 from trackwrap.crypto import key_id_for
 from trackwrap.errors import ConfigError, ProfileError, SignatureError
 from trackwrap.manifest._model import ROLE_NAME
-from trackwrap.manifest._schema import Reader
 
 __all__ = ["Approver", "Publisher", "TrustStore", "parse_public_key"]
 

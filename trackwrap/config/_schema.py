@@ -1,4 +1,5 @@
-"""Line-aware strict checks for manifest and trust-store YAML: every error names ``file:line``."""
+"""Line-aware strict checks for YAML documents (manifests, the trust store, approvals.yaml):
+every error names ``file:line`` and the key path."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
 
-from trackwrap.config import YamlDocument
+from trackwrap.config._yaml import YamlDocument
 from trackwrap.errors import ProfileError
 
-__all__ = ["Reader", "dotted"]
+__all__ = ["Reader", "dotted", "type_name"]
 
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})\Z")
 
@@ -26,14 +27,20 @@ def dotted(path: tuple[object, ...]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Reader:
-    """Validates values of one parsed document and raises :class:`ProfileError` with lines."""
+    """Validates values of one parsed document and raises :class:`ProfileError` with lines
+    (``doc`` None: data that came without a document, errors name the source only)."""
 
     source: str
-    doc: YamlDocument
+    doc: YamlDocument | None
+
+    def error(self, path: tuple[object, ...], message: str) -> ProfileError:
+        """``ProfileError("<source>:<line>: <path>: <message>")``, to raise or hand on."""
+        where = self.source if self.doc is None else f"{self.source}:{self.doc.line(path)}"
+        return ProfileError(f"{where}: {dotted(path)}: {message}")
 
     def fail(self, path: tuple[object, ...], message: str) -> NoReturn:
-        """Raise ``ProfileError("<source>:<line>: <path>: <message>")``."""
-        raise ProfileError(f"{self.source}:{self.doc.line(path)}: {dotted(path)}: {message}")
+        """Raise :meth:`error`."""
+        raise self.error(path, message)
 
     def mapping(
         self,
@@ -81,7 +88,8 @@ class Reader:
     ) -> tuple[str, ...]:
         """A list of non-empty strings (non-empty unless ``empty_ok``)."""
         if not isinstance(value, list) or (not value and not empty_ok):
-            self.fail(path, f"expected a non-empty list, got {type_name(value)}")
+            wanted = "a list" if empty_ok else "a non-empty list"
+            self.fail(path, f"expected {wanted}, got {type_name(value)}")
         return tuple(self.string(item, (*path, index)) for index, item in enumerate(value))
 
     def positive_int(self, value: object, path: tuple[object, ...]) -> int:
@@ -103,14 +111,12 @@ class Reader:
 
 def type_name(value: object) -> str:
     """How a bad value is shown in an error."""
-    if value is None:
-        return "nothing"
-    if isinstance(value, str):
-        return f"{value!r}" if value else "an empty string"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return repr(value) if value != "" else "an empty string"
     if isinstance(value, list):
         return "a list" if value else "an empty list"
     if isinstance(value, Mapping):
         return "a mapping"
-    return type(value).__name__
+    return "nothing" if value is None else type(value).__name__
