@@ -928,6 +928,13 @@ class Ledger:
                  receipt.received_at_ms),
             )
 
+    def witnessed_through(self, session: str) -> int:
+        """The last seq of ``session`` a stored receipt vouches for (-1: none)."""
+        with self._read("read receipts") as conn:
+            (seq,) = conn.execute("SELECT max(seq) FROM receipts WHERE session = ?",
+                                  (session,)).fetchone()
+        return -1 if seq is None else int(seq)
+
     def receipts(self, session: str | None = None) -> list[Receipt]:
         """Stored receipts (of one session, or all), by session and seq."""
         from trackwrap.ledger._receipts import read_receipt

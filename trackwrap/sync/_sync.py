@@ -66,10 +66,11 @@ def sync_status(ledger: Ledger, sessions: Sequence[str] | None = None) -> list[S
     found = []
     names = sessions if sessions is not None else [s.session for s in ledger.session_ids()]
     for name in names:
-        witnessed = _witnessed(ledger, name)
+        witnessed = ledger.witnessed_through(name)
         pending = ledger.segments(name, after_seq=witnessed)
         state = ledger.session_state(name)
-        sealed = max((seg.last_seq for seg in ledger.segments(name)), default=-1)
+        # Everything up to the last receipt was sealed; the pending segments run on from there.
+        sealed = pending[-1].last_seq if pending else witnessed
         found.append(SessionSync(session=name, events=state.events, sealed_through_seq=sealed,
                                  witnessed_through_seq=witnessed,
                                  pending_segments=len(pending)))
@@ -165,5 +166,3 @@ def _with_retries(call: Callable[[], _T], *, attempts: int,
     raise SyncError("no attempt was made")  # pragma: no cover - attempts >= 1
 
 
-def _witnessed(ledger: Ledger, session: str) -> int:
-    return max((r.seq for r in ledger.receipts(session)), default=-1)
